@@ -1,0 +1,206 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	version "github.com/hashicorp/go-version"
+)
+
+// Supported Kubernetes versions per distribution: the oldest minor still
+// patched upstream and the newest one this release was tested with.
+var supportedVersions = map[string]string{
+	"kubeadm": ">= 1.30.0, < 1.35.0",
+	"k3s":     ">= 1.30.0, < 1.35.0",
+}
+
+// SupportedVersions returns the version constraint for a distribution.
+func SupportedVersions(distribution string) string { return supportedVersions[distribution] }
+
+// checker runs the semantic checks CUE cannot express and collects every
+// problem with its position.
+type checker struct {
+	c    *Cluster
+	pos  func(path ...string) string
+	errs Errors
+}
+
+func (k *checker) fail(path []string, format string, args ...any) {
+	k.errs = append(k.errs, &Error{Pos: k.pos(path...), Path: strings.Join(path, "."), Msg: fmt.Sprintf(format, args...)})
+}
+
+func check(c *Cluster, pos func(path ...string) string) Errors {
+	k := &checker{c: c, pos: pos}
+	k.controlPlanes()
+	k.addresses()
+	k.networks()
+	k.version()
+	k.durations()
+	k.modules()
+	k.manifests()
+	return k.errs
+}
+
+func (k *checker) controlPlanes() {
+	cps := k.c.ControlPlanes()
+	switch {
+	case len(cps) == 0:
+		k.fail([]string{"hosts"}, "no host has the role %q: a cluster needs at least one control plane", RoleControlPlane)
+	case len(cps)%2 == 0:
+		k.fail([]string{"hosts"}, "%d control planes (%s): etcd needs a majority of members to keep quorum, so an even count tolerates no more failures than one fewer (%d of %d may fail) and splits evenly in a partition; use %d or %d",
+			len(cps), strings.Join(cps, ", "), (len(cps)-1)/2, len(cps), len(cps)-1, len(cps)+1)
+	}
+	if len(cps) > 1 && k.c.Kubernetes.ControlPlaneEndpoint == nil {
+		k.fail([]string{"kubernetes"}, "kubernetes.controlPlaneEndpoint is required with %d control planes: nodes and clients need one address that survives the loss of any control plane (mode \"external\" with your load balancer or VIP, or mode \"node-local\")", len(cps))
+	}
+}
+
+func (k *checker) addresses() {
+	seen := map[netip.Addr]string{}
+	for _, name := range k.c.HostOrder {
+		h := k.c.Hosts[name]
+		path := []string{"hosts", name, "address"}
+		a, err := netip.ParseAddr(h.Address)
+		if err != nil {
+			k.fail(path, "%q is not an IP address", h.Address)
+			continue
+		}
+		if a.IsUnspecified() || a.IsMulticast() {
+			k.fail(path, "%s cannot be a host address", h.Address)
+			continue
+		}
+		if other, dup := seen[a]; dup {
+			k.fail(path, "address %s is already used by host %s: every host needs its own address", h.Address, other)
+			continue
+		}
+		seen[a] = name
+	}
+	if ep := k.c.Kubernetes.ControlPlaneEndpoint; ep != nil && ep.Mode == "node-local" && ep.Address != "" {
+		k.fail([]string{"kubernetes", "controlPlaneEndpoint", "address"}, "mode \"node-local\" listens on 127.0.0.1 on every node; remove the address or use mode \"external\"")
+	}
+}
+
+func (k *checker) networks() {
+	pod := k.prefix([]string{"network", "podCIDR"}, k.c.Network.PodCIDR)
+	svc := k.prefix([]string{"network", "serviceCIDR"}, k.c.Network.ServiceCIDR)
+	if pod.IsValid() && svc.IsValid() && pod.Overlaps(svc) {
+		k.fail([]string{"network", "serviceCIDR"}, "%s overlaps network.podCIDR %s: pod and service addresses must not collide", svc, pod)
+	}
+	for _, name := range k.c.HostOrder {
+		a, err := netip.ParseAddr(k.c.Hosts[name].Address)
+		if err != nil {
+			continue
+		}
+		for _, n := range []struct {
+			field string
+			p     netip.Prefix
+		}{{"podCIDR", pod}, {"serviceCIDR", svc}} {
+			if n.p.IsValid() && n.p.Contains(a) {
+				k.fail([]string{"hosts", name, "address"}, "%s lies inside network.%s %s: host traffic would be routed into the cluster network", a, n.field, n.p)
+			}
+		}
+	}
+	if svc.IsValid() && svc.Addr().Is4() && svc.Bits() < 12 {
+		k.fail([]string{"network", "serviceCIDR"}, "%s is larger than /12, the largest service range the API server accepts", svc)
+	}
+}
+
+func (k *checker) prefix(path []string, s string) netip.Prefix {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		k.fail(path, "%q is not a CIDR (want e.g. 10.244.0.0/16)", s)
+		return netip.Prefix{}
+	}
+	if p.Masked() != p {
+		k.fail(path, "%s has host bits set; did you mean %s?", s, p.Masked())
+		return netip.Prefix{}
+	}
+	return p
+}
+
+func (k *checker) version() {
+	path := []string{"kubernetes", "version"}
+	v, err := version.NewSemver(k.c.Kubernetes.Version)
+	if err != nil {
+		k.fail(path, "%q is not a semantic version: %v", k.c.Kubernetes.Version, err)
+		return
+	}
+	dist := k.c.Kubernetes.Distribution
+	constraint := supportedVersions[dist]
+	cs, err := version.NewConstraint(constraint)
+	if err != nil {
+		panic(err) // the table above is constant
+	}
+	// Build metadata (+k3s1) does not change the release.
+	core := v.Core()
+	if !cs.Check(core) {
+		k.fail(path, "%s is outside the versions supported for %s (%s)", k.c.Kubernetes.Version, dist, constraint)
+	}
+	if dist == "kubeadm" && v.Metadata() != "" {
+		k.fail(path, "%s carries build metadata %q; kubeadm versions are plain (e.g. %s)", k.c.Kubernetes.Version, v.Metadata(), core)
+	}
+}
+
+func (k *checker) durations() {
+	for _, d := range []struct {
+		path []string
+		val  string
+	}{
+		{[]string{"health", "timeout"}, k.c.Health.Timeout},
+		{[]string{"ssh", "connectTimeout"}, k.c.SSH.ConnectTimeout},
+	} {
+		v, err := time.ParseDuration(d.val)
+		if err != nil || v <= 0 {
+			k.fail(d.path, "%q is not a positive duration (want e.g. 30s, 5m)", d.val)
+		}
+	}
+}
+
+func (k *checker) modules() {
+	if k.c.Network.KubeProxyMode != "ipvs" {
+		return
+	}
+	for _, name := range k.c.HostOrder {
+		mods := k.c.HostPrepFor(name).KernelModules
+		if !contains(mods, "ip_vs") {
+			path := []string{"hostPrep", "kernelModules"}
+			if hp := k.c.Hosts[name].HostPrep; hp != nil && hp.KernelModules != nil {
+				path = []string{"hosts", name, "hostPrep", "kernelModules"}
+			}
+			k.fail(path, "network.kubeProxyMode is \"ipvs\" but host %s would not load ip_vs; add it, or choose kubeProxyMode \"iptables\"", name)
+			return
+		}
+	}
+}
+
+func (k *checker) manifests() {
+	names := make([]string, 0, len(k.c.Manifests))
+	for n := range k.c.Manifests {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := k.c.Manifests[n].Path
+		full := p
+		if !filepath.IsAbs(full) {
+			full = filepath.Join(k.c.Dir, p)
+		}
+		if _, err := os.Stat(full); err != nil {
+			k.fail([]string{"manifests", n, "path"}, "%s: no such file or directory (paths are relative to the spec directory %s)", p, k.c.Dir)
+		}
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

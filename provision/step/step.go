@@ -1,0 +1,90 @@
+// Package step defines the unit of work: a typed operation bound to a host,
+// with a stable ID, that can say what it would change and then change it.
+package step
+
+import (
+	"context"
+
+	"github.com/clusterctl/clusterctl/provision/facts"
+	"github.com/clusterctl/clusterctl/provision/host"
+)
+
+// Action is what a step would do to converge its host.
+type Action string
+
+const (
+	ActionNone   Action = "none"
+	ActionCreate Action = "create"
+	ActionUpdate Action = "update"
+	ActionDelete Action = "delete"
+	// ActionRead steps only observe (health checks, fetching a kubeconfig);
+	// they run on every apply and never count as changes.
+	ActionRead Action = "read"
+)
+
+// Symbol is the one-character marker used in the human plan.
+func (a Action) Symbol() string {
+	switch a {
+	case ActionCreate:
+		return "+"
+	case ActionUpdate:
+		return "~"
+	case ActionDelete:
+		return "-"
+	case ActionRead:
+		return "<="
+	default:
+		return " "
+	}
+}
+
+// DiffLine is one setting's current and desired value.
+type DiffLine struct {
+	Key  string `json:"key"`
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+}
+
+// Change is the result of a check: the action and a human diff.
+type Change struct {
+	Action Action     `json:"action"`
+	Diff   []DiffLine `json:"diff,omitempty"`
+	Note   string     `json:"note,omitempty"`
+}
+
+// Op is the work of a step: a struct of typed parameters mapped from the spec
+// by the planner. Steps never import spec.
+type Op interface {
+	// Kind is the step's family, e.g. "hostprep/sysctl"; with the host name
+	// it forms the step ID.
+	Kind() string
+}
+
+// Target is what an Op acts on. Facts is nil when planning offline.
+type Target struct {
+	Host  host.Host
+	Facts *facts.Facts
+}
+
+// Checker is an Op that can say what it would change.
+type Checker interface {
+	Check(ctx context.Context, t Target) (Change, error)
+}
+
+// Applier is an Op that can converge its host. Apply must be idempotent.
+type Applier interface {
+	Apply(ctx context.Context, t Target) error
+}
+
+// Step is one node of the plan's graph.
+type Step struct {
+	// ID is stable and readable: "node-1/hostprep/sysctl", or "cluster/cni"
+	// for steps that act on the cluster as a whole.
+	ID string
+	// Host is the host the step runs on ("" for none).
+	Host string
+	// Mutating steps change their host; the walker runs at most one mutating
+	// step per host at a time by default.
+	Mutating bool
+	Op       Op
+}
