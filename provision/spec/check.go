@@ -10,6 +10,8 @@ import (
 	"time"
 
 	version "github.com/hashicorp/go-version"
+
+	schema "github.com/clusterctl/clusterctl/cue"
 )
 
 // Supported Kubernetes versions per distribution: the oldest minor still
@@ -30,8 +32,14 @@ type checker struct {
 	errs Errors
 }
 
+// fail records a problem at path, positioned at the nearest enclosing field
+// the user wrote (a missing field has no position of its own).
 func (k *checker) fail(path []string, format string, args ...any) {
-	k.errs = append(k.errs, &Error{Pos: k.pos(path...), Path: strings.Join(path, "."), Msg: fmt.Sprintf(format, args...)})
+	var pos string
+	for n := len(path); n >= 0 && (pos == "" || strings.HasPrefix(pos, schema.Filename)); n-- {
+		pos = k.pos(path[:n]...)
+	}
+	k.errs = append(k.errs, &Error{Pos: pos, Path: strings.Join(path, "."), Msg: fmt.Sprintf(format, args...)})
 }
 
 func check(c *Cluster, pos func(path ...string) string) Errors {
@@ -56,7 +64,7 @@ func (k *checker) controlPlanes() {
 			len(cps), strings.Join(cps, ", "), (len(cps)-1)/2, len(cps), len(cps)-1, len(cps)+1)
 	}
 	if len(cps) > 1 && k.c.Kubernetes.ControlPlaneEndpoint == nil {
-		k.fail([]string{"kubernetes"}, "kubernetes.controlPlaneEndpoint is required with %d control planes: nodes and clients need one address that survives the loss of any control plane (mode \"external\" with your load balancer or VIP, or mode \"node-local\")", len(cps))
+		k.fail([]string{"kubernetes", "controlPlaneEndpoint"}, "required with %d control planes: nodes and clients need one address that survives the loss of any control plane (mode \"external\" with your load balancer or VIP, or mode \"node-local\")", len(cps))
 	}
 }
 
@@ -191,7 +199,7 @@ func (k *checker) manifests() {
 			full = filepath.Join(k.c.Dir, p)
 		}
 		if _, err := os.Stat(full); err != nil {
-			k.fail([]string{"manifests", n, "path"}, "%s: no such file or directory (paths are relative to the spec directory %s)", p, k.c.Dir)
+			k.fail([]string{"manifests", n, "path"}, "%s: no such file or directory (paths are relative to the spec's directory)", p)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -31,6 +32,10 @@ var (
 func (l *loader) fromCUE(err error, root cue.Value) Errors {
 	if e, ok := err.(*Error); ok {
 		return Errors{e}
+	}
+	var ce cueerrors.Error
+	if !errors.As(err, &ce) {
+		return Errors{plainError(err)}
 	}
 	var raws []rawError
 	for _, e := range cueerrors.Errors(err) {
@@ -66,6 +71,22 @@ func (l *loader) fromCUE(err error, root cue.Value) Errors {
 	return out.dedupe()
 }
 
+// plainError positions an error from a YAML or JSON decoder, which reports
+// "file:line: message".
+func plainError(err error) *Error {
+	msg := err.Error()
+	if m := plainPosRE.FindStringSubmatch(msg); m != nil {
+		col := m[3]
+		if col == "" {
+			col = "1"
+		}
+		return &Error{Pos: m[1] + ":" + m[2] + ":" + col, Msg: m[4]}
+	}
+	return &Error{Msg: msg}
+}
+
+var plainPosRE = regexp.MustCompile(`^(\S+?):(\d+)(?::(\d+))?: (.*)$`)
+
 func trimRoot(p []string) []string {
 	if len(p) > 0 && p[0] == rootField {
 		return p[1:]
@@ -99,7 +120,7 @@ func (l *loader) readable(g []rawError, root cue.Value) *Error {
 			e.Pos = r.pos
 		}
 	}
-	e.Msg = l.message(g, root)
+	e.Msg = shorten(l.message(g, root), 400)
 	if e.Pos == "" && root.Exists() {
 		e.Pos = l.userPosition(root, first.path)
 	}
@@ -291,4 +312,12 @@ func describePatterns(words map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// shorten keeps messages about huge values readable.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n/2] + " … " + s[len(s)-n/2:]
 }

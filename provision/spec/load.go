@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -100,9 +101,16 @@ func (l *loader) collect(paths []string) (files []string, dir string, err error)
 			return nil, "", fmt.Errorf("read spec: %w", err)
 		}
 		for _, e := range entries {
-			if !e.IsDir() && isSpecFile(e.Name()) && !strings.HasPrefix(e.Name(), ".") {
-				files = append(files, filepath.Join(p, e.Name()))
+			name := filepath.Join(p, e.Name())
+			if e.IsDir() || !isSpecFile(name) || strings.HasPrefix(e.Name(), ".") {
+				continue
 			}
+			// Kubernetes manifests may sit beside the spec: a data file
+			// belongs to the spec only when it sets the cluster field.
+			if filepath.Ext(name) != ".cue" && !setsCluster(name) {
+				continue
+			}
+			files = append(files, name)
 		}
 	}
 	if len(files) == 0 {
@@ -114,6 +122,17 @@ func (l *loader) collect(paths []string) (files []string, dir string, err error)
 	}
 	return files, abs, nil
 }
+
+// setsCluster reports whether a YAML or JSON file has a top-level "cluster" key.
+func setsCluster(name string) bool {
+	src, err := os.ReadFile(name)
+	if err != nil {
+		return true // let parsing report it
+	}
+	return clusterKey.Match(src)
+}
+
+var clusterKey = regexp.MustCompile(`(?m)^(cluster:|\{?\s*"cluster"\s*:)`)
 
 func isSpecFile(name string) bool {
 	switch filepath.Ext(name) {

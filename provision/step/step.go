@@ -60,6 +60,18 @@ type Op interface {
 	Kind() string
 }
 
+// Describer is an Op that can list the settings it converges to; the offline
+// plan shows them as the diff of a blank host.
+type Describer interface {
+	Describe() []DiffLine
+}
+
+// Reader is an Op that only observes (health, kubeconfig): it runs on every
+// apply and is never counted as a change.
+type Reader interface {
+	ReadOnly() bool
+}
+
 // Target is what an Op acts on. Facts is nil when planning offline.
 type Target struct {
 	Host  host.Host
