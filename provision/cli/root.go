@@ -98,9 +98,10 @@ func newRootCommand(d *deps) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "clusterctl",
 		Short: "A declarative provisioner for Kubernetes clusters on SSH hosts",
-		Long: `clusterctl is a declarative provisioner for Kubernetes clusters on SSH hosts
-(not Cluster API's CLI of the same name). One cluster spec, written in CUE
-and kept in git, describes the hosts, the Kubernetes version and distribution,
+		Long: `clusterctl: a declarative provisioner for Kubernetes clusters on SSH hosts.
+
+Not Cluster API's CLI of the same name. One cluster spec, written in CUE and
+kept in git, describes the hosts, the Kubernetes version and distribution,
 networks, runtime, CNI and workloads; plan shows what would change on the
 hosts and apply converges them.
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what clusterctl's build, tests and demo need on a Debian machine.
+# Idempotent and quick when everything is present. Needs root for apt-get.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have dot || need+=(graphviz)          # DOT output is rendered by Graphviz in tests
+have mmdebstrap || need+=(mmdebstrap) # test-host root filesystem
+have ip || need+=(iproute2)
+have iptables || need+=(iptables)
+have ssh || need+=(openssh-client)
+have ssh-keygen || need+=(openssh-client)
+have ansible-playbook || need+=(ansible) # the host-prep benchmark's peer
+have make || need+=(make)
+have git || need+=(git)
+have curl || need+=(curl)
+
+if ((${#need[@]})); then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing ${need[*]}; run as root (or install them) first" >&2
+		exit 1
+	fi
+	echo "deps: installing ${need[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! have go && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+if ! have go; then
+	echo "deps: Go is missing: install Go 1.26 (https://go.dev/doc/install) or Debian's golang-go, whose" >&2
+	echo "      toolchain switch fetches the version go.mod asks for through the Go module proxy" >&2
+	exit 1
+fi
+echo "deps: ok ($(go version | awk '{print $3}'))" >&2
