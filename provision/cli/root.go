@@ -122,6 +122,8 @@ Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
 		newValidateCommand(d),
 		newPlanCommand(d),
 		newGraphCommand(d),
+		newFactsCommand(d),
+		newApplyCommand(d),
 		newVersionCommand(d),
 	)
 	return root

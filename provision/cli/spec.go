@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -39,28 +41,45 @@ func newPlanCommand(d *deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan [PATH...]",
 		Short: "Show what apply would change",
-		Long: `Plan loads the spec and prints every step apply would run and what it would
-change. With --offline no host is contacted and every host is treated as blank.`,
+		Long: `Plan loads the spec, gathers facts from every host (one SSH round trip
+each, in parallel) and prints every step apply would run and what it would
+change, current -> desired. With --offline no host is contacted and every
+host is treated as blank. With -out FILE the plan is also saved for
+'apply FILE', which refuses it if the spec or any host changed since.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, err := d.output()
 			if err != nil {
 				return err
 			}
-			if !d.v.GetBool("offline") {
-				return fmt.Errorf("plan needs --offline in this version: gathering facts from hosts is not built yet, and a plan that guessed would mislead")
+			var p *plan.Plan
+			if d.v.GetBool("offline") {
+				c, err := loadSpec(args)
+				if err != nil {
+					return err
+				}
+				if p, err = offlinePlan(cmd.Context(), c); err != nil {
+					return err
+				}
+			} else {
+				s, err := openSession(cmd.Context(), d, args, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if p, err = s.plan(cmd.Context(), args); err != nil {
+					return err
+				}
 			}
-			c, err := loadSpec(args)
-			if err != nil {
-				return err
-			}
-			p, err := offlinePlan(cmd.Context(), c)
-			if err != nil {
-				return err
+			if file := d.v.GetString("out"); file != "" {
+				if err := writePlan(file, p); err != nil {
+					return err
+				}
 			}
 			if out == "json" {
 				err = render.PlanJSON(cmd.OutOrStdout(), p)
 			} else {
 				err = render.PlanText(cmd.OutOrStdout(), p)
+				noteUnavailable(cmd.OutOrStdout(), p)
 			}
 			if err != nil {
 				return err
@@ -74,7 +93,29 @@ change. With --offline no host is contacted and every host is treated as blank.`
 	f := cmd.Flags()
 	f.Bool("offline", false, "plan without contacting hosts: every host is treated as blank")
 	f.Bool("detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
+	f.String("out", "", "also save the plan to this file (JSON) for 'apply FILE'")
+	f.Int("parallel", 20, "hosts probed at once")
 	return cmd
+}
+
+// writePlan saves a plan atomically: a reader never sees half a plan.
+func writePlan(file string, p *plan.Plan) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	if err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := render.PlanJSON(tmp, p); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	return nil
 }
 
 func offlinePlan(ctx context.Context, c *spec.Cluster) (*plan.Plan, error) {

@@ -35,6 +35,13 @@ type Facts struct {
 	Kubeadm          string `json:"kubeadm"`
 	K3s              string `json:"k3s"`
 
+	// Files maps each requested path to its sha256, "missing" or "unreadable".
+	Files map[string]string `json:"files"`
+	// Services maps unit name -> "enabled/active" (systemctl is-enabled / is-active).
+	Services map[string]string `json:"services"`
+
 	DiskFreeMB map[string]int64 `json:"diskFreeMB"` // mount point -> free MiB
 	EtcHosts   []string         `json:"etcHosts"`   // non-comment lines
+
+	osLike string // ID_LIKE, only to derive OSFamily
 }

@@ -2,7 +2,13 @@ package plan
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"sort"
+
+	"github.com/clusterctl/clusterctl/provision/dag"
 
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/step"
@@ -19,10 +25,16 @@ type Plan struct {
 	SpecDigest    string `json:"specDigest"`
 	// Offline plans treat every host as blank; they cannot be applied.
 	Offline bool `json:"offline"`
+	// SpecPaths are the spec's files or directories (absolute), so
+	// `apply plan.json` finds the spec again.
+	SpecPaths []string `json:"specPaths,omitempty"`
 	// FactsDigest per host: apply refuses a plan whose hosts changed since.
 	FactsDigest map[string]string `json:"factsDigest,omitempty"`
-	Steps       []PlannedStep     `json:"steps"`
-	Summary     Summary           `json:"summary"`
+	// Unavailable lists steps of a full build that this version cannot run
+	// yet; the plan stops before them.
+	Unavailable []string      `json:"unavailable,omitempty"`
+	Steps       []PlannedStep `json:"steps"`
+	Summary     Summary       `json:"summary"`
 }
 
 // PlannedStep is one step of the plan.
@@ -78,11 +90,14 @@ func Make(ctx context.Context, c *spec.Cluster, g *Graph, check CheckFunc, offli
 		return nil, fmt.Errorf("order steps: %w", err)
 	}
 	p := &Plan{FormatVersion: FormatVersion, Cluster: c.Name, SpecDigest: c.Digest, Offline: offline, Steps: make([]PlannedStep, 0, len(order))}
+	// Every step's problem is reported, not only the first one's.
+	var errs []error
 	for _, id := range order {
 		s, _ := g.Get(id)
 		ch, err := check(ctx, s)
 		if err != nil {
-			return nil, fmt.Errorf("check %s: %w", id, err)
+			errs = append(errs, &CheckError{ID: id, Host: s.Host, Err: err})
+			continue
 		}
 		p.Steps = append(p.Steps, PlannedStep{
 			ID: id, Host: s.Host, Kind: s.Op.Kind(),
@@ -91,8 +106,20 @@ func Make(ctx context.Context, c *spec.Cluster, g *Graph, check CheckFunc, offli
 		})
 		p.Summary.count(ch.Action)
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return p, nil
 }
+
+// CheckError is a step whose check failed while planning.
+type CheckError struct {
+	ID, Host string
+	Err      error
+}
+
+func (e *CheckError) Error() string { return fmt.Sprintf("%s (host %s): %v", e.ID, e.Host, e.Err) }
+func (e *CheckError) Unwrap() error { return e.Err }
 
 func (s *Summary) count(a step.Action) {
 	switch a {
@@ -107,4 +134,52 @@ func (s *Summary) count(a step.Action) {
 	default:
 		s.Unchanged++
 	}
+}
+
+// Runnable returns the part of g this version can apply: steps whose Op
+// implements step.Applier and whose ancestors all do. The rest is returned
+// by ID, sorted, so plans can say where they stop.
+func Runnable(g *Graph) (*Graph, []string, error) {
+	order, err := g.TopoOrder()
+	if err != nil {
+		return nil, nil, err
+	}
+	ok := map[string]bool{}
+	var dropped []string
+	out := dag.New[step.Step]()
+	for _, id := range order {
+		s, _ := g.Get(id)
+		_, can := s.Op.(step.Applier)
+		for _, d := range g.Deps(id) {
+			can = can && ok[d]
+		}
+		if !can {
+			dropped = append(dropped, id)
+			continue
+		}
+		ok[id] = true
+		if err := out.Add(id, s); err != nil {
+			return nil, nil, err
+		}
+		for _, d := range g.Deps(id) {
+			if err := out.Connect(d, id); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	sort.Strings(dropped)
+	return out, dropped, nil
+}
+
+// Load reads a plan file written by `plan -out`.
+func Load(r io.Reader) (*Plan, error) {
+	var p Plan
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	if p.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("read plan: format version %d, this clusterctl reads %d", p.FormatVersion, FormatVersion)
+	}
+	return &p, nil
 }

@@ -5,6 +5,7 @@ package step
 import (
 	"context"
 
+	"github.com/clusterctl/clusterctl/provision/bundle"
 	"github.com/clusterctl/clusterctl/provision/facts"
 	"github.com/clusterctl/clusterctl/provision/host"
 )
@@ -72,10 +73,19 @@ type Reader interface {
 	ReadOnly() bool
 }
 
-// Target is what an Op acts on. Facts is nil when planning offline.
+// Target is what an Op acts on. Facts is nil when planning offline; Bundle
+// is nil unless artifacts come from an air-gapped bundle.
 type Target struct {
-	Host  host.Host
-	Facts *facts.Facts
+	Host   host.Host
+	Facts  *facts.Facts
+	Bundle *bundle.Bundle
+}
+
+// FactsNeeder is an Op whose Check reads facts beyond the basics (sysctl
+// keys, modules, packages, file digests): the planner gathers their union
+// in the one probe round trip per host.
+type FactsNeeder interface {
+	Needs() facts.Request
 }
 
 // Checker is an Op that can say what it would change.

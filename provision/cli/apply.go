@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/clusterctl/clusterctl/provision/bundle"
+	"github.com/clusterctl/clusterctl/provision/execute"
+	"github.com/clusterctl/clusterctl/provision/facts"
+	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/plan"
+	"github.com/clusterctl/clusterctl/provision/render"
+	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/step"
+)
+
+// session is one online run: spec, graph of runnable steps, connections,
+// facts and the runner that binds steps to hosts.
+type session struct {
+	c           *spec.Cluster
+	graph       *plan.Graph
+	unavailable []string
+	fleet       *fleet
+	redactor    *host.Redactor
+	runner      *hostRunner
+}
+
+// openSession loads the spec, connects and gathers facts from every host.
+func openSession(ctx context.Context, d *deps, args []string, stderr io.Writer) (*session, error) {
+	c, err := loadSpec(args)
+	if err != nil {
+		return nil, err
+	}
+	full, err := plan.BuildGraph(c)
+	if err != nil {
+		return nil, err
+	}
+	g, unavailable, err := plan.Runnable(full)
+	if err != nil {
+		return nil, err
+	}
+	var b *bundle.Bundle
+	if c.Artifacts.Mode == "bundle" {
+		b, err = bundle.Open(specPath(c.Dir, c.Artifacts.BundleDir))
+		if err != nil {
+			return nil, fmt.Errorf("artifacts.bundleDir: %w", err)
+		}
+	}
+	red := host.NewRedactor()
+	f, err := connect(c, red)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	all, err := gatherAll(ctx, f, factsRequest(g), d.v.GetInt("parallel"))
+	if err != nil {
+		f.Close()
+		return nil, errors.New(red.Redact(err.Error()))
+	}
+	fmt.Fprintf(stderr, "Gathered facts from %d hosts in %.2fs.\n", len(all), time.Since(start).Seconds())
+	return &session{
+		c: c, graph: g, unavailable: unavailable, fleet: f, redactor: red,
+		runner: &hostRunner{hosts: f.hosts, facts: all, bundle: b},
+	}, nil
+}
+
+func (s *session) Close() error { return s.fleet.Close() }
+
+// plan checks every runnable step against the facts.
+func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
+	p, err := plan.Make(ctx, s.c, s.graph, s.runner.Check, false)
+	if err != nil {
+		return nil, errors.New(s.redactor.Redact(err.Error()))
+	}
+	p.FactsDigest = map[string]string{}
+	for name, f := range s.runner.facts {
+		p.FactsDigest[name] = f.Digest()
+	}
+	p.Unavailable = s.unavailable
+	for _, a := range args {
+		if abs, err := filepath.Abs(a); err == nil {
+			p.SpecPaths = append(p.SpecPaths, abs)
+		}
+	}
+	if len(p.SpecPaths) == 0 {
+		p.SpecPaths = []string{s.c.Dir}
+	}
+	return p, nil
+}
+
+// hostRunner binds steps to their host, facts and bundle for the walker.
+type hostRunner struct {
+	hosts  map[string]host.Host
+	facts  map[string]*facts.Facts
+	bundle *bundle.Bundle
+}
+
+func (r *hostRunner) target(s step.Step) step.Target {
+	return step.Target{Host: r.hosts[s.Host], Facts: r.facts[s.Host], Bundle: r.bundle}
+}
+
+// Check asks the step; an Op that cannot check itself always applies.
+func (r *hostRunner) Check(ctx context.Context, s step.Step) (step.Change, error) {
+	if c, ok := s.Op.(step.Checker); ok {
+		return c.Check(ctx, r.target(s))
+	}
+	return plan.Offline(ctx, s)
+}
+
+func (r *hostRunner) Apply(ctx context.Context, s step.Step) error {
+	a, ok := s.Op.(step.Applier)
+	if !ok {
+		return fmt.Errorf("step %s cannot be applied by this version", s.ID)
+	}
+	return a.Apply(ctx, r.target(s))
+}
+
+func newApplyCommand(d *deps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "apply [PLAN.json | PATH...]",
+		Short: "Converge the hosts to the spec",
+		Long: `Apply gathers facts from every host, shows the plan, asks for confirmation
+(--yes skips it) and runs the steps in parallel: at most one changing step
+per host at a time, each re-checked right before it runs. A second apply
+right after a successful one has nothing to do.
+
+Given a plan file written by 'plan -out', apply refuses it when the spec or
+any host changed since the plan was made.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := d.output()
+			if err != nil {
+				return err
+			}
+			saved, args, err := readPlanArg(args)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, err := openSession(ctx, d, args, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			p, err := s.plan(ctx, args)
+			if err != nil {
+				return err
+			}
+			if saved != nil {
+				if err := stale(saved, p); err != nil {
+					return err
+				}
+			}
+			if out == "text" {
+				if err := render.PlanText(cmd.OutOrStdout(), p); err != nil {
+					return err
+				}
+				noteUnavailable(cmd.OutOrStdout(), p)
+			}
+			if p.Summary.Changes() == 0 && p.Summary.Read == 0 {
+				return nil
+			}
+			if saved == nil && !d.v.GetBool("yes") {
+				if err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
+			return s.apply(ctx, d, cmd.OutOrStdout(), cmd.ErrOrStderr(), out)
+		},
+	}
+	f := cmd.Flags()
+	f.Bool("yes", false, "apply without asking for confirmation")
+	f.Int("parallel", 20, "steps (and fact probes) run at once across hosts")
+	f.Int("per-host", 1, "changing steps run at once on one host")
+	return cmd
+}
+
+// readPlanArg takes a leading plan file (*.json) off the arguments and
+// returns the spec paths it recorded when no others are given.
+func readPlanArg(args []string) (*plan.Plan, []string, error) {
+	if len(args) == 0 || filepath.Ext(args[0]) != ".json" {
+		return nil, args, nil
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("read plan: %w", err)
+	}
+	defer f.Close()
+	p, err := plan.Load(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", args[0], err)
+	}
+	if p.Offline {
+		return nil, nil, fmt.Errorf("%s is an offline plan: it treats every host as blank and cannot be applied; run plan without --offline", args[0])
+	}
+	rest := args[1:]
+	if len(rest) == 0 {
+		rest = p.SpecPaths
+	}
+	return p, rest, nil
+}
+
+// stale refuses a saved plan whose spec or hosts changed since.
+func stale(saved, now *plan.Plan) error {
+	if saved.SpecDigest != now.SpecDigest {
+		return fmt.Errorf("the plan is stale: the spec changed since it was made (digest %.12s, now %.12s); run plan again", saved.SpecDigest, now.SpecDigest)
+	}
+	var changed []string
+	for name, d := range now.FactsDigest {
+		if saved.FactsDigest[name] != d {
+			changed = append(changed, name)
+		}
+	}
+	for name := range saved.FactsDigest {
+		if _, ok := now.FactsDigest[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	if len(changed) > 0 {
+		slices.Sort(changed)
+		return fmt.Errorf("the plan is stale: host %s changed since it was made; run plan again", strings.Join(changed, ", "))
+	}
+	return nil
+}
+
+func noteUnavailable(w io.Writer, p *plan.Plan) {
+	if len(p.Unavailable) == 0 {
+		return
+	}
+	kinds := map[string]bool{}
+	var list []string
+	for _, id := range p.Unavailable {
+		k := id[strings.IndexByte(id, '/')+1:]
+		if !kinds[k] {
+			kinds[k] = true
+			list = append(list, k)
+		}
+	}
+	slices.Sort(list)
+	fmt.Fprintf(w, "Not in this version: %d steps of a full build (%s) are not implemented yet; apply stops before them.\n",
+		len(p.Unavailable), strings.Join(list, ", "))
+}
+
+func confirm(in io.Reader, w io.Writer) error {
+	if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
+		return errors.New("apply needs confirmation, and standard input is not a terminal: run with --yes")
+	}
+	fmt.Fprint(w, "\nApply these changes? Only 'yes' is accepted: ")
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return errors.New("apply cancelled")
+	}
+	return nil
+}
+
+// apply walks the runnable graph with a reporter suited to the output.
+func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, out string) error {
+	ropt := execute.ReportOptions{Redact: s.redactor.Redact}
+	var rep execute.Reporter
+	var live *execute.LiveReporter
+	switch {
+	case out == "json":
+		rep = execute.NewJSONReporter(stdout, ropt)
+	case isTerminal(stderr):
+		live = execute.NewLiveReporter(stderr, execute.LiveOptions{ReportOptions: ropt})
+		live.Start()
+		rep = live
+	default:
+		rep = execute.NewLineReporter(stderr, ropt)
+	}
+	w := execute.NewWalker(s.graph, s.runner, execute.Options{
+		Concurrency: d.v.GetInt("parallel"),
+		PerHost:     d.v.GetInt("per-host"),
+		Reporter:    rep,
+	})
+	res, err := w.Walk(ctx)
+	if live != nil {
+		_ = live.Finish(res)
+	}
+	if res != nil && out == "text" {
+		path, total := res.CriticalPath()
+		fmt.Fprintf(stderr, "\n%s\n", res.Summary())
+		if len(path) > 0 {
+			fmt.Fprintf(stderr, "Critical path (%.2fs of %.2fs wall): %s\n", total.Seconds(), res.End.Sub(res.Start).Seconds(), strings.Join(path, " -> "))
+		}
+	}
+	if err != nil {
+		return errors.New(s.redactor.Redact(err.Error()))
+	}
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterctl/clusterctl/provision/facts"
+	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/plan"
+	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/step"
+)
+
+func newFactsCommand(d *deps) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "facts [PATH...]",
+		Short: "Show what every host is right now",
+		Long: `Facts connects to every host of the spec (one SSH round trip each, in
+parallel) and shows what it found: OS, kernel, init system, cgroup version,
+swap, SELinux, the sysctls, modules and packages the plan cares about,
+firewall, time sync, container runtime and Kubernetes versions, free disk.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := d.output()
+			if err != nil {
+				return err
+			}
+			c, err := loadSpec(args)
+			if err != nil {
+				return err
+			}
+			g, err := plan.BuildGraph(c)
+			if err != nil {
+				return err
+			}
+			red := host.NewRedactor()
+			f, err := connect(c, red)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			start := time.Now()
+			all, err := gatherAll(cmd.Context(), f, factsRequest(g), d.v.GetInt("parallel"))
+			if err != nil {
+				return fmt.Errorf("%s", red.Redact(err.Error()))
+			}
+			if out == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(all)
+			}
+			printFactsTable(cmd, c, all)
+			fmt.Fprintf(cmd.ErrOrStderr(), "facts from %d hosts in %.2fs\n", len(all), time.Since(start).Seconds())
+			return nil
+		},
+	}
+	cmd.Flags().Int("parallel", 20, "hosts probed at once")
+	return cmd
+}
+
+// factsRequest is what the plan's steps on a host need to know about it.
+func factsRequest(g *plan.Graph) func(name string) facts.Request {
+	per := map[string]facts.Request{}
+	for _, id := range g.IDs() {
+		s, _ := g.Get(id)
+		if n, ok := s.Op.(step.FactsNeeder); ok {
+			per[s.Host] = per[s.Host].Merge(n.Needs())
+		}
+	}
+	return func(name string) facts.Request { return per[name] }
+}
+
+func printFactsTable(cmd *cobra.Command, c *spec.Cluster, all map[string]*facts.Facts) {
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "HOST\tOS\tKERNEL\tINIT\tCGROUP\tSWAP\tSELINUX\tFIREWALL\tTIME SYNC\tCONTAINERD\tKUBELET\tFREE /var")
+	for _, name := range c.Names() {
+		f := all[name]
+		if f == nil {
+			continue
+		}
+		swap := "off"
+		if len(f.SwapDevices) > 0 {
+			swap = strings.Join(f.SwapDevices, ",")
+		}
+		if len(f.FstabSwap) > 0 {
+			swap += " (fstab)"
+		}
+		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\tv%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, f.OSID, f.OSVersion, f.Kernel, f.Init, f.CgroupV,
+			swap, f.SELinux, state(f.Firewall, f.FirewallActive), state(f.TimeSync, f.TimeSyncActive),
+			orNone(f.Containerd), orNone(f.Kubelet), mb(f.DiskFreeMB["/var"]))
+	}
+	w.Flush()
+}
+
+func state(name string, active bool) string {
+	if name == "" || name == "none" {
+		return "none"
+	}
+	if active {
+		return name + " (active)"
+	}
+	return name + " (inactive)"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func mb(n int64) string {
+	if n >= 1024 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%d MiB", n)
+}
