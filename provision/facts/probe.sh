@@ -3,10 +3,20 @@
 # files whose sha256 the plan compares with what it would write.
 # Output: one key=value per line; "end=ok" last, so truncation is detected.
 export LC_ALL=C PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n\r' '  ')"; }
+# Every process costs milliseconds on a busy host: kv forks nothing, and
+# files are read once into variables rather than grepped per item.
+nl='
+'
+kv() { printf '%s=%s\n' "$1" "${2%%"$nl"*}"; }
 first() { printf '%s' "$1" | head -n 1; }
 active() { systemctl is-active --quiet "$1" 2>/dev/null && echo yes || echo no; }
-unit_exists() { systemctl list-unit-files "$1.service" 2>/dev/null | grep -q "^$1.service"; }
+# Looking for unit files is much cheaper than asking systemctl for each unit.
+unit_exists() {
+	for d in /etc/systemd/system /run/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+		[ -e "$d/$1.service" ] && return 0
+	done
+	return 1
+}
 
 sysctls=; modules=; packages=; files=; part=0
 for a in "$@"; do
@@ -45,8 +55,9 @@ else
 fi
 
 for k in $sysctls; do
-	f=/proc/sys/$(printf '%s' "$k" | tr . /)
-	if [ -r "$f" ]; then kv "sysctl.$k" "$(tr '\t' ' ' < "$f")"; else kv "sysctl.$k!" missing; fi
+	f=/proc/sys/$(echo "$k" | tr . /)
+	# (dash's read gets one byte at a time, which procfs answers wrongly)
+	if [ -r "$f" ] && v=$(cat "$f" 2>/dev/null); then kv "sysctl.$k" "$v"; else kv "sysctl.$k!" missing; fi
 done
 
 # Built-in code without parameters leaves no trace in /sys/module, and some
@@ -61,9 +72,12 @@ feature() {
 	esac
 }
 builtin_list=/lib/modules/$(uname -r)/modules.builtin
+loaded="$nl$(cut -d' ' -f1 /proc/modules 2>/dev/null)$nl"
+builtins="$nl$(cat "$builtin_list" 2>/dev/null)$nl"
 for m in $modules; do
-	if grep -q "^$m " /proc/modules 2>/dev/null; then kv "module.$m" loaded
-	elif [ -r "$builtin_list" ] && grep -Eq "/$m\.ko(\.[a-z]+)?\$" "$builtin_list"; then kv "module.$m" builtin
+	case $loaded in *"$nl$m$nl"*) kv "module.$m" loaded; continue ;; esac
+	case $builtins in *"/$m.ko$nl"* | *"/$m.ko."*) kv "module.$m" builtin; continue ;; esac
+	if false; then :
 	elif [ -d "/sys/module/$m" ] && [ ! -e "/sys/module/$m/initstate" ]; then kv "module.$m" builtin
 	elif feature "$m"; then kv "module.$m" builtin
 	elif modinfo "$m" >/dev/null 2>&1; then kv "module.$m" available
@@ -75,14 +89,20 @@ elif command -v dnf >/dev/null 2>&1; then pm=dnf
 elif command -v yum >/dev/null 2>&1; then pm=yum
 else pm=; fi
 kv pkgmgr "$pm"
-for p in $packages; do
-	v=
+if [ -n "$packages" ]; then
 	case $pm in
-	apt) v=$(dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$p" 2>/dev/null | awk '$1 == "ii" { print $2 }') ;;
-	dnf | yum) v=$(rpm -q --qf '%{VERSION}-%{RELEASE}' "$p" 2>/dev/null) || v= ;;
+	apt)
+		# One dpkg-query for all packages; absent ones print nothing.
+		installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev} ${Version}\n' $packages 2>/dev/null | awk '$2 == "ii" { print $1 "=" $3 }')
+		for p in $packages; do
+			kv "pkg.$p" "$(printf '%s\n' "$installed" | awk -F= -v p="$p" '$1 == p { print $2; exit }')"
+		done ;;
+	dnf | yum)
+		for p in $packages; do kv "pkg.$p" "$(rpm -q --qf '%{VERSION}-%{RELEASE}' "$p" 2>/dev/null || true)"; done ;;
+	*)
+		for p in $packages; do kv "pkg.$p" ""; done ;;
 	esac
-	kv "pkg.$p" "$v"
-done
+fi
 
 fw=none
 if unit_exists firewalld; then fw=firewalld; elif command -v ufw >/dev/null 2>&1; then fw=ufw; fi
@@ -109,16 +129,29 @@ if command -v kubelet >/dev/null 2>&1; then kv kubelet "$(first "$(kubelet --ver
 if command -v kubeadm >/dev/null 2>&1; then kv kubeadm "$(kubeadm version -o short 2>/dev/null)"; fi
 if command -v k3s >/dev/null 2>&1; then kv k3s "$(first "$(k3s --version 2>/dev/null)" | awk '{print $3}')"; fi
 
-for d in / /var /var/lib/containerd /var/lib/kubelet; do
-	[ -d "$d" ] && kv "disk.$d" "$(df -Pm "$d" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+dirs=
+for d in / /var /var/lib/containerd /var/lib/kubelet; do [ -d "$d" ] && dirs="$dirs $d"; done
+set -- $dirs
+df -Pm $dirs 2>/dev/null | awk 'NR > 1 { print $4 }' | while read -r free; do
+	kv "disk.$1" "$free"
+	shift
 done
 for f in $files; do
 	if [ -f "$f" ] && [ -r "$f" ]; then kv "file.$f" "$(sha256sum < "$f" | awk '{print $1}')"
 	elif [ -e "$f" ]; then kv "file.$f" unreadable
 	else kv "file.$f" missing; fi
 done
-for u in containerd kubelet k3s k3s-agent; do
-	if unit_exists $u; then kv "service.$u" "$(systemctl is-enabled $u 2>/dev/null || true)/$(systemctl is-active $u 2>/dev/null || true)"; fi
-done
+units=
+for u in containerd kubelet k3s k3s-agent; do unit_exists $u && units="$units $u"; done
+if [ -n "$units" ]; then
+	# One systemctl call each for all units: answers come in order.
+	en=$(systemctl is-enabled $units 2>/dev/null || true)
+	ac=$(systemctl is-active $units 2>/dev/null || true)
+	i=0
+	for u in $units; do
+		i=$((i + 1))
+		kv "service.$u" "$(printf '%s\n' "$en" | sed -n "${i}p")/$(printf '%s\n' "$ac" | sed -n "${i}p")"
+	done
+fi
 grep -v '^[[:space:]]*#' /etc/hosts 2>/dev/null | grep -v '^[[:space:]]*$' | while IFS= read -r l; do kv etchosts "$l"; done
 kv end ok
