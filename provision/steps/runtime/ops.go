@@ -17,6 +17,10 @@ type Containerd struct {
 	SandboxImage       string              `json:"sandboxImage,omitempty"`
 	Mirrors            map[string][]string `json:"mirrors,omitempty"`
 	InsecureRegistries []string            `json:"insecureRegistries,omitempty"`
+	// RestrictOOMScoreAdj forces containerd's restrict_oom_score_adj on.
+	// Without it the step still turns it on where the host's root lacks
+	// CAP_SYS_RESOURCE (detected on the host: the planner cannot know).
+	RestrictOOMScoreAdj bool `json:"restrictOOMScoreAdj,omitempty"`
 }
 
 func (Containerd) Kind() string { return "runtime/containerd" }
