@@ -57,12 +57,16 @@ cue-vet:
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/ha/cluster.cue
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/airgap/cluster.cue
 
-# The README's main command: three local test hosts, then clusterctl on the
-# sample inventory (inventories/local) against them.
+# The README's main command: three fresh local test hosts, the air-gapped
+# bundle the sample inventory (inventories/local) names, then a real apply,
+# and a second apply that finds nothing to do.
 demo: deps build
+	$(GO) run ./e2e/testhosts/cmd/testhosts down --net $(DEMO_NET) --prefix demo
 	$(GO) run ./e2e/testhosts/cmd/testhosts up 3 --net $(DEMO_NET) --prefix demo --dir $(DEMO_DIR)
-	$(BIN) validate inventories/local
-	$(BIN) plan --offline inventories/local
+	bash e2e/node-debs.sh $(DEMO_DIR)/artifacts
+	$(BIN) bundle inventories/local --from $(DEMO_DIR)/artifacts
+	$(BIN) apply --yes inventories/local
+	$(BIN) apply --yes inventories/local
 
 demo-down:
 	$(GO) run ./e2e/testhosts/cmd/testhosts down --net $(DEMO_NET) --prefix demo

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# node-debs.sh OUT: the .debs a test host needs beyond its base system
+# (container runtime, CNI plugins, conntrack, socat, ethtool, ipset, time
+# sync), resolved by apt against the test-host rootfs's own dpkg status so
+# exactly the missing dependencies come along, downloaded once into a cache
+# and linked into OUT/debs/. `clusterctl bundle --from OUT` then bundles them.
+set -euo pipefail
+out=${1:?usage: node-debs.sh OUT}
+cache=${CLUSTERCTL_CACHE:-/var/cache/clusterctl}
+rootfs=$cache/testhosts/rootfs-bookworm
+debs=$cache/debs
+packages=(containerd runc containernetworking-plugins conntrack socat ethtool ipset systemd-timesyncd)
+
+if [ ! -f "$rootfs/var/lib/dpkg/status" ]; then
+	bash "$(dirname "$0")/testhosts/make-rootfs.sh" >&2
+fi
+resolve() {
+	apt-get -s -o Dir::State::status="$rootfs/var/lib/dpkg/status" --no-install-recommends install "${packages[@]}" 2>/dev/null |
+		sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1=\2/p'
+}
+pins=$(resolve || true)
+if [ -z "$pins" ]; then
+	apt-get update -qq >&2 # a fresh machine has no package lists yet
+	pins=$(resolve)
+fi
+mkdir -p "$debs" "$out/debs"
+missing=()
+for p in $pins; do
+	name=${p%%=*} ver=${p#*=}
+	file=$(ls "$debs/${name}_$(printf '%s' "$ver" | sed 's/:/%3a/')_"*.deb 2>/dev/null | head -n 1 || true)
+	[ -n "$file" ] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "node-debs: downloading ${missing[*]}" >&2
+	(cd "$debs" && apt-get download -q "${missing[@]}" >&2)
+fi
+rm -f "$out/debs/"*.deb
+for p in $pins; do
+	name=${p%%=*} ver=${p#*=}
+	file=$(ls "$debs/${name}_$(printf '%s' "$ver" | sed 's/:/%3a/')_"*.deb)
+	ln -f "$file" "$out/debs/" 2>/dev/null || cp "$file" "$out/debs/"
+done
+echo "node-debs: $(ls "$out/debs" | wc -l) packages in $out/debs" >&2
