@@ -21,7 +21,7 @@ const (
 	KubernetesDistribution = "kubeadm"
 )
 
-// WriteInventory writes a CUE cluster spec (package cluster) for the hosts to path, with the test key and
+// WriteInventory writes a CUE cluster spec (package clusterctl) for the hosts to path, with the test key and
 // known_hosts, so clusterctl can be pointed at the running hosts.
 func (c *Cluster) WriteInventory(path string, opt InventoryOptions) error {
 	b, err := c.Inventory(opt)
@@ -52,10 +52,15 @@ func (c *Cluster) Inventory(opt InventoryOptions) ([]byte, error) {
 		return nil, fmt.Errorf("inventory: %d control planes for %d hosts", opt.ControlPlanes, len(c.Hosts))
 	}
 	var b strings.Builder
-	b.WriteString("package cluster\n\ncluster: {\n")
+	b.WriteString("package clusterctl\n\ncluster: {\n")
 	fmt.Fprintf(&b, "\tname: %s\n", strconv.Quote(opt.Name))
-	fmt.Fprintf(&b, "\tkubernetes: {version: %s, distribution: %s}\n",
-		strconv.Quote(KubernetesVersion), strconv.Quote(KubernetesDistribution))
+	endpoint := ""
+	if opt.ControlPlanes > 1 {
+		// Several control planes need one endpoint; node-local needs no VIP.
+		endpoint = `, controlPlaneEndpoint: mode: "node-local"`
+	}
+	fmt.Fprintf(&b, "\tkubernetes: {version: %s, distribution: %s%s}\n",
+		strconv.Quote(KubernetesVersion), strconv.Quote(KubernetesDistribution), endpoint)
 	fmt.Fprintf(&b, "\tssh: {user: %s, identityFile: %s, knownHostsFile: %s}\n",
 		strconv.Quote(opt.User), strconv.Quote(c.KeyFile), strconv.Quote(c.KnownHosts))
 	b.WriteString("\thosts: {\n")

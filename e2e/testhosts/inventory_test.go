@@ -1,6 +1,11 @@
 package testhosts
 
-import "testing"
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/clusterctl/clusterctl/provision/spec"
+)
 
 func TestInventory(t *testing.T) {
 	c := &Cluster{
@@ -17,7 +22,7 @@ func TestInventory(t *testing.T) {
 		opt  InventoryOptions
 		want string
 	}{
-		{"defaults", InventoryOptions{}, `package cluster
+		{"defaults", InventoryOptions{}, `package clusterctl
 
 cluster: {
 	name: "local"
@@ -30,11 +35,11 @@ cluster: {
 	}
 }
 `},
-		{"ha", InventoryOptions{Name: "ha \"x\"", User: "tester", ControlPlanes: 3}, `package cluster
+		{"ha", InventoryOptions{Name: "ha \"x\"", User: "tester", ControlPlanes: 3}, `package clusterctl
 
 cluster: {
 	name: "ha \"x\""
-	kubernetes: {version: "1.34.10", distribution: "kubeadm"}
+	kubernetes: {version: "1.34.10", distribution: "kubeadm", controlPlaneEndpoint: mode: "node-local"}
 	ssh: {user: "tester", identityFile: "/c/keys/id_ed25519", knownHostsFile: "/c/runs/ct3/known_hosts"}
 	hosts: {
 		h1: {address: "172.31.7.11", roles: ["control-plane"]}
@@ -77,6 +82,24 @@ func TestOptionsDefaults(t *testing.T) {
 	} {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v: want error", bad)
+		}
+	}
+}
+
+// The spec the harness writes is one clusterctl accepts.
+func TestInventoryLoads(t *testing.T) {
+	c := &Cluster{KeyFile: "/k", KnownHosts: "/kh", Hosts: []Host{{Name: "h1", Index: 1, Addr: "172.31.7.11"}, {Name: "h2", Index: 2, Addr: "172.31.7.12"}, {Name: "h3", Index: 3, Addr: "172.31.7.13"}}}
+	for _, cps := range []int{1, 3} {
+		dir := t.TempDir()
+		if err := c.WriteInventory(filepath.Join(dir, "cluster.cue"), InventoryOptions{ControlPlanes: cps}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := spec.Load([]string{dir}, spec.LoadOptions{})
+		if err != nil {
+			t.Fatalf("%d control planes: %v", cps, err)
+		}
+		if len(got.ControlPlanes()) != cps {
+			t.Fatalf("%d control planes decoded, want %d", len(got.ControlPlanes()), cps)
 		}
 	}
 }
