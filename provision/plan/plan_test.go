@@ -5,8 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
-	"os"
+	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,8 @@ import (
 	"github.com/clusterctl/clusterctl/provision/spec"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+// -update rewrites golden files (read by hosttest.AssertGolden).
+var _ = flag.Bool("update", false, "rewrite golden files")
 
 var inventories = []string{"local", "ha", "airgap"}
 
@@ -62,44 +62,10 @@ func TestOfflinePlanGolden(t *testing.T) {
 				if !bytes.Equal(outs[0][i].Bytes(), outs[1][i].Bytes()) {
 					t.Errorf("%s plan differs between two runs", ext)
 				}
-				golden(t, filepath.Join("testdata", inv+".plan."+ext), outs[0][i].String())
+				hosttest.AssertGolden(t, filepath.Join("testdata", inv+".plan."+ext), outs[0][i].String())
 			}
 		})
 	}
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden (go test -update creates it): %v", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs (go test -update rewrites it):\n%s", path, firstDiff(string(want), got))
-	}
-}
-
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\n  want: %s\n  got:  %s", i+1, wl, gl)
-		}
-	}
-	return ""
 }
 
 // The graph encodes the orderings a cluster build needs.

@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"flag"
+	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,7 +11,8 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+// -update rewrites golden files (read by hosttest.AssertGolden).
+var _ = flag.Bool("update", false, "rewrite golden files")
 
 // Every invalid spec must be rejected with exactly the errors in its golden
 // .err file: message, spec path and file:line:col.
@@ -39,7 +41,7 @@ func TestLoadInvalid(t *testing.T) {
 					t.Errorf("error lacks a position in the spec file: %q", e.Error())
 				}
 			}
-			golden(t, strings.TrimSuffix(f, ".cue")+".err", err.Error()+"\n")
+			hosttest.AssertGolden(t, strings.TrimSuffix(f, ".cue")+".err", err.Error()+"\n")
 		})
 	}
 }
@@ -68,21 +70,4 @@ func mustGetwd(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return wd
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run go test -update to create it): %v", err)
-	}
-	if string(want) != got {
-		t.Errorf("output differs from %s (go test -update rewrites it)\n--- got ---\n%s--- want ---\n%s", path, got, want)
-	}
 }
