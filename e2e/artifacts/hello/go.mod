@@ -1,0 +1,3 @@
+module github.com/clusterctl/clusterctl/e2e/artifacts/hello
+
+go 1.22

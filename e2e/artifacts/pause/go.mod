@@ -1,0 +1,3 @@
+module github.com/clusterctl/clusterctl/e2e/artifacts/pause
+
+go 1.22
