@@ -65,8 +65,8 @@ demo: deps build
 	$(GO) run ./e2e/testhosts/cmd/testhosts up 3 --net $(DEMO_NET) --prefix demo --dir $(DEMO_DIR)
 	bash e2e/node-debs.sh $(DEMO_DIR)/artifacts
 	$(BIN) bundle inventories/local --from $(DEMO_DIR)/artifacts
-	$(BIN) apply --yes inventories/local
-	$(BIN) apply --yes inventories/local
+	$(BIN) apply --yes --only hostprep,runtime inventories/local
+	$(BIN) apply --yes --only hostprep,runtime inventories/local
 
 demo-down:
 	$(GO) run ./e2e/testhosts/cmd/testhosts down --net $(DEMO_NET) --prefix demo

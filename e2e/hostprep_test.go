@@ -158,6 +158,10 @@ func (e *env) verifyPrepared(sysctlValues map[string]string) {
 	}
 }
 
+// hostPrepOnly limits these scenarios to host preparation and the runtime:
+// their bundle carries node packages, not Kubernetes.
+const hostPrepOnly = "--only=hostprep,runtime"
+
 var k8sSysctls = map[string]string{
 	"net.ipv4.ip_forward":                 "1",
 	"net.bridge.bridge-nf-call-iptables":  "1",
@@ -171,35 +175,35 @@ func TestHostPrep(t *testing.T) {
 	e := newEnv(t, 3, "172.31.7", "ct7", "root")
 
 	start := time.Now()
-	out := e.clusterctl(0, "apply", "--yes", e.spec)
+	out := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	t.Logf("fresh apply of 3 hosts: %s", time.Since(start).Round(time.Millisecond))
 	mustContain(t, out, "0 failed, 0 skipped", "Critical path")
 	e.verifyPrepared(k8sSysctls)
 
 	start = time.Now()
-	out = e.clusterctl(0, "apply", "--yes", e.spec)
+	out = e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	t.Logf("no-op apply of 3 hosts: %s", time.Since(start).Round(time.Millisecond))
 	mustContain(t, out, "No changes.")
-	e.clusterctl(0, "plan", "--detailed-exitcode", e.spec)
+	e.clusterctl(0, "plan", "--detailed-exitcode", hostPrepOnly, e.spec)
 
 	// One sysctl changed in the spec: exactly one step changes, per host.
 	e.writeSpec("tuning.cue", `cluster: hostPrep: sysctl: "net.ipv4.tcp_keepalive_time": "600"`)
-	out = e.clusterctl(2, "plan", "--detailed-exitcode", e.spec)
+	out = e.clusterctl(2, "plan", "--detailed-exitcode", hostPrepOnly, e.spec)
 	mustContain(t, out, "Plan: 0 to add, 3 to change, 0 to remove", "~  h1/hostprep/sysctl", "net.ipv4.tcp_keepalive_time: 7200 -> 600")
-	e.clusterctl(0, "apply", "--yes", e.spec)
+	e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	want := map[string]string{"net.ipv4.tcp_keepalive_time": "600"}
 	for k, v := range k8sSysctls {
 		want[k] = v
 	}
 	e.verifyPrepared(want)
-	mustContain(t, e.clusterctl(0, "plan", e.spec), "No changes.")
+	mustContain(t, e.clusterctl(0, "plan", hostPrepOnly, e.spec), "No changes.")
 
 	// Drift by hand: a swap line back in fstab on h1, the sysctl file edited
 	// on h2, containerd stopped on h3. The plan shows exactly those.
 	e.sh(1, "echo '/swapfile none swap sw 0 0' >> /etc/fstab")
 	e.sh(2, "sed -i 's/^net.ipv4.ip_forward = 1$/net.ipv4.ip_forward = 0/' /etc/sysctl.d/99-kubernetes.conf")
 	e.sh(3, "systemctl stop containerd")
-	out = e.clusterctl(2, "plan", "--detailed-exitcode", e.spec)
+	out = e.clusterctl(2, "plan", "--detailed-exitcode", hostPrepOnly, e.spec)
 	mustContain(t, out, "h1/hostprep/swap", "h2/hostprep/sysctl", "h3/runtime/containerd", "3 to change")
 	for _, s := range []string{"h1/hostprep/sysctl", "h2/hostprep/swap", "h1/runtime/containerd"} {
 		if strings.Contains(out, s+"\n") {
@@ -209,34 +213,34 @@ func TestHostPrep(t *testing.T) {
 
 	// A saved plan is refused once a host changed after it was made.
 	planFile := filepath.Join(t.TempDir(), "plan.json")
-	e.clusterctl(2, "plan", "--detailed-exitcode", "--out", planFile, e.spec)
+	e.clusterctl(2, "plan", "--detailed-exitcode", hostPrepOnly, "--out", planFile, e.spec)
 	e.sh(1, "sysctl -qw net.ipv4.tcp_keepalive_time=601")
-	mustContain(t, e.clusterctl(1, "apply", planFile), "the plan is stale: host h1 changed")
+	mustContain(t, e.clusterctl(1, "apply", hostPrepOnly, planFile), "the plan is stale: host h1 changed")
 
-	e.clusterctl(0, "apply", "--yes", e.spec)
+	e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	e.verifyPrepared(want)
-	mustContain(t, e.clusterctl(0, "plan", e.spec), "No changes.")
+	mustContain(t, e.clusterctl(0, "plan", hostPrepOnly, e.spec), "No changes.")
 	// A fresh saved plan applies.
 	e.sh(3, "systemctl stop containerd")
-	e.clusterctl(2, "plan", "--detailed-exitcode", "--out", planFile, e.spec)
-	mustContain(t, e.clusterctl(0, "apply", planFile), "1 changed")
+	e.clusterctl(2, "plan", "--detailed-exitcode", hostPrepOnly, "--out", planFile, e.spec)
+	mustContain(t, e.clusterctl(0, "apply", hostPrepOnly, planFile), "1 changed")
 	e.verifyPrepared(want)
 }
 
 // TestHostPrepAsSudoUser: everything works as a non-root user with sudo.
 func TestHostPrepAsSudoUser(t *testing.T) {
 	e := newEnv(t, 2, "172.31.8", "ct8", "tester")
-	out := e.clusterctl(0, "apply", "--yes", e.spec)
+	out := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	mustContain(t, out, "0 failed")
 	e.verifyPrepared(k8sSysctls)
-	mustContain(t, e.clusterctl(0, "apply", "--yes", e.spec), "No changes.")
+	mustContain(t, e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec), "No changes.")
 }
 
 // TestHostPrepKilledMidway: clusterctl SIGKILLed in the middle of an apply
 // leaves no half-written file, and a re-run converges.
 func TestHostPrepKilledMidway(t *testing.T) {
 	e := newEnv(t, 3, "172.31.9", "ct9", "root")
-	cmd := exec.Command(clusterctl, "apply", "--yes", e.spec)
+	cmd := exec.Command(clusterctl, "apply", "--yes", hostPrepOnly, e.spec)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -258,10 +262,10 @@ func TestHostPrepKilledMidway(t *testing.T) {
 			t.Errorf("%s: half-written containerd config", h.Name)
 		}
 	}
-	out2 := e.clusterctl(0, "apply", "--yes", e.spec)
+	out2 := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	mustContain(t, out2, "0 failed")
 	e.verifyPrepared(k8sSysctls)
-	mustContain(t, e.clusterctl(0, "apply", "--yes", e.spec), "No changes.")
+	mustContain(t, e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec), "No changes.")
 }
 
 func lastLines(s string, n int) string {

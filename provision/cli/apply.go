@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/clusterctl/clusterctl/provision/bundle"
@@ -50,6 +51,9 @@ func openSession(ctx context.Context, d *deps, args []string, stderr io.Writer) 
 	if err != nil {
 		return nil, err
 	}
+	if g, err = plan.Select(g, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip")); err != nil {
+		return nil, err
+	}
 	var b *bundle.Bundle
 	if c.Artifacts.Mode == "bundle" {
 		b, err = bundle.Open(specPath(c.Dir, c.Artifacts.BundleDir))
@@ -71,7 +75,7 @@ func openSession(ctx context.Context, d *deps, args []string, stderr io.Writer) 
 	fmt.Fprintf(stderr, "Gathered facts from %d hosts in %.2fs.\n", len(all), time.Since(start).Seconds())
 	return &session{
 		c: c, graph: g, unavailable: unavailable, fleet: f, redactor: red,
-		runner: &hostRunner{hosts: f.hosts, facts: all, bundle: b},
+		runner: &hostRunner{hosts: f.hosts, facts: all, bundle: b, redactor: red},
 	}, nil
 }
 
@@ -101,13 +105,14 @@ func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 
 // hostRunner binds steps to their host, facts and bundle for the walker.
 type hostRunner struct {
-	hosts  map[string]host.Host
-	facts  map[string]*facts.Facts
-	bundle *bundle.Bundle
+	hosts    map[string]host.Host
+	facts    map[string]*facts.Facts
+	bundle   *bundle.Bundle
+	redactor *host.Redactor
 }
 
 func (r *hostRunner) target(s step.Step) step.Target {
-	return step.Target{Host: r.hosts[s.Host], Facts: r.facts[s.Host], Bundle: r.bundle}
+	return step.Target{Host: r.hosts[s.Host], Facts: r.facts[s.Host], Bundle: r.bundle, Redactor: r.redactor, Peers: r.hosts}
 }
 
 // Check asks the step; an Op that cannot check itself always applies.
@@ -182,6 +187,7 @@ any host changed since the plan was made.`,
 	f.Bool("yes", false, "apply without asking for confirmation")
 	f.Int("parallel", 20, "steps (and fact probes) run at once across hosts")
 	f.Int("per-host", 1, "changing steps run at once on one host")
+	addSelectFlags(f)
 	return cmd
 }
 
@@ -303,4 +309,12 @@ func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// addSelectFlags: --only and --skip take step IDs ("h1/hostprep/sysctl"),
+// globs ("*/hostprep/*"), kinds ("hostprep/sysctl") or kind prefixes
+// ("hostprep", "kube").
+func addSelectFlags(f *pflag.FlagSet) {
+	f.StringSlice("only", nil, "run only these steps (IDs, globs, kinds or kind prefixes such as hostprep,runtime)")
+	f.StringSlice("skip", nil, "leave these steps out (same patterns as --only)")
 }

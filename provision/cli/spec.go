@@ -95,6 +95,7 @@ host is treated as blank. With -out FILE the plan is also saved for
 	f.Bool("detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
 	f.String("out", "", "also save the plan to this file (JSON) for 'apply FILE'")
 	f.Int("parallel", 20, "hosts probed at once")
+	addSelectFlags(f)
 	return cmd
 }
 

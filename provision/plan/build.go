@@ -226,7 +226,7 @@ func containerRuntime(b *builder) error {
 func kubernetesBinaries(b *builder) error {
 	k := b.c.Kubernetes
 	for _, n := range b.c.Names() {
-		install := b.add(n, true, kube.Install{Distribution: k.Distribution, Version: k.Version, Source: b.c.Artifacts.Mode}, b.after(n, "runtime")...)
+		install := b.add(n, true, kube.Install{Distribution: k.Distribution, Version: k.Version, Source: b.c.Artifacts.Mode, NodeIP: b.c.Hosts[n].Address}, b.after(n, "runtime")...)
 		ready := []string{install}
 		if b.c.Artifacts.Mode == "bundle" {
 			role := spec.RoleWorker
@@ -312,6 +312,11 @@ func (b *builder) node(n string) kube.Node {
 	for i, t := range h.Taints {
 		taints[i] = kube.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect}
 	}
+	// A control plane keeps workloads off unless it is also a worker: the
+	// taint kubeadm would add, made explicit so the node gets exactly these.
+	if h.Has(spec.RoleControlPlane) && !h.Has(spec.RoleWorker) {
+		taints = append(taints, kube.Taint{Key: kube.ControlPlaneTaint, Effect: "NoSchedule"})
+	}
 	return kube.Node{Name: n, Address: h.Address, Labels: h.Labels, Taints: taints}
 }
 
@@ -358,7 +363,7 @@ func addonsAndManifests(b *builder) error {
 	sort.Strings(names)
 	for _, name := range names {
 		m := b.c.Manifests[name]
-		op := addons.Manifest{Name: name, Path: m.Path, SpecDir: b.c.Dir, Namespace: m.Namespace, Wait: m.Wait}
+		op := addons.Manifest{Name: name, Path: m.Path, SpecDir: b.c.Dir, Namespace: m.Namespace, Wait: m.Wait, Timeout: b.c.Health.Timeout}
 		ready = append(ready, b.addNamed(ClusterScope+"/"+op.Kind()+"/"+name, b.first, true, op, deps...))
 	}
 	b.phaseSteps[ClusterScope+"/addons"] = append(ready, deps...)

@@ -79,6 +79,14 @@ type Target struct {
 	Host   host.Host
 	Facts  *facts.Facts
 	Bundle *bundle.Bundle
+	// Redactor takes the secrets a step makes while it runs (join tokens,
+	// certificate keys) so no log, plan or error shows them; nil redacts
+	// nothing.
+	Redactor *host.Redactor
+	// Peers are the cluster's hosts by spec name, for steps that need
+	// another host than their own (a join asks the first control plane for
+	// its credentials); nil when planning offline.
+	Peers map[string]host.Host
 }
 
 // FactsNeeder is an Op whose Check reads facts beyond the basics (sysctl

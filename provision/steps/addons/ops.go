@@ -27,6 +27,8 @@ type Manifest struct {
 	SpecDir   string `json:"-"`    // where the spec lives on the operator's machine
 	Namespace string `json:"namespace,omitempty"`
 	Wait      bool   `json:"wait"`
+	// Timeout bounds the wait for rollouts (the spec's health timeout).
+	Timeout string `json:"timeout,omitempty"`
 }
 
 func (Manifest) Kind() string { return "addons/manifest" }

@@ -68,9 +68,9 @@ func WriteFile(ctx context.Context, h host.Host, p string, content []byte, mode 
 	return true, nil
 }
 
-// fileDiff is the plan's line for a managed file, or false when the facts
+// FileDiff is the plan's line for a managed file, or false when the facts
 // show it already holds want.
-func fileDiff(files map[string]string, p string, want []byte) (fromTo [2]string, differs bool) {
+func FileDiff(files map[string]string, p string, want []byte) (fromTo [2]string, differs bool) {
 	got, ok := files[p]
 	wantSum := Digest(want)
 	switch {

@@ -42,7 +42,7 @@ func (o Hostname) Check(_ context.Context, t step.Target) (step.Change, error) {
 	if t.Facts.Hostname != o.Name {
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: "hostname", From: t.Facts.Hostname, To: o.Name})
 	}
-	if ft, differs := fileDiff(t.Facts.Files, hostnameFile, []byte(o.Name+"\n")); differs {
+	if ft, differs := FileDiff(t.Facts.Files, hostnameFile, []byte(o.Name+"\n")); differs {
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: hostnameFile, From: ft[0], To: o.Name})
 	}
 	if len(ch.Diff) == 0 {

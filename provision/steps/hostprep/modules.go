@@ -88,7 +88,7 @@ func (o KernelModules) Check(_ context.Context, t step.Target) (step.Change, err
 	if err := errors.Join(errs...); err != nil {
 		return step.Change{}, err
 	}
-	ft, differs := fileDiff(t.Facts.Files, o.file(), content)
+	ft, differs := FileDiff(t.Facts.Files, o.file(), content)
 	if differs {
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: o.file(), From: ft[0], To: strings.Join(o.Modules, " ")})
 	}

@@ -207,14 +207,14 @@ type verifiedUploader interface {
 	UploadVerified(ctx context.Context, r io.Reader, path string, opts host.FileOptions, sha256hex string) error
 }
 
-// uploadVerified uploads f and checks its sha256 on the host.
-func uploadVerified(ctx context.Context, h host.Host, b *bundle.Bundle, f bundle.File, dst string) error {
+// UploadBundleFile uploads the bundle's file f to dst with opts and checks
+// its sha256 on the host (before the file appears, where the transport can).
+func UploadBundleFile(ctx context.Context, h host.Host, b *bundle.Bundle, f bundle.File, dst string, opts host.FileOptions) error {
 	r, err := b.Open(f)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	opts := host.FileOptions{Mode: 0o644}
 	if vu, ok := h.(verifiedUploader); ok {
 		if err := vu.UploadVerified(ctx, r, dst, opts, f.SHA256); err != nil {
 			return fmt.Errorf("upload %s: %w", f.Path, err)
@@ -284,7 +284,7 @@ func InstallFromBundle(ctx context.Context, h host.Host, b *bundle.Bundle, files
 	}
 	for _, f := range todo {
 		dst := path.Join(dir, path.Base(f.Path))
-		if err := uploadVerified(ctx, h, b, f, dst); err != nil {
+		if err := UploadBundleFile(ctx, h, b, f, dst, host.FileOptions{Mode: 0o644}); err != nil {
 			return err
 		}
 		args = append(args, dst)

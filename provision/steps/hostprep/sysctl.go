@@ -85,7 +85,7 @@ func (o Sysctl) Check(_ context.Context, t step.Target) (step.Change, error) {
 			ch.Diff = append(ch.Diff, step.DiffLine{Key: k, From: cur, To: want})
 		}
 	}
-	ft, differs := fileDiff(t.Facts.Files, o.file(), content)
+	ft, differs := FileDiff(t.Facts.Files, o.file(), content)
 	if differs {
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: o.file(), From: ft[0], To: ft[1]})
 	}

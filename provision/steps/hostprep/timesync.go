@@ -138,7 +138,7 @@ func (o TimeSync) Check(ctx context.Context, t step.Target) (step.Change, error)
 		if err != nil {
 			return step.Change{}, err
 		}
-		if ft, differs := fileDiff(t.Facts.Files, d.dropIn, content); differs {
+		if ft, differs := FileDiff(t.Facts.Files, d.dropIn, content); differs {
 			ch.Diff = append(ch.Diff, step.DiffLine{Key: d.dropIn, From: ft[0], To: strings.Join(o.Servers, " ")})
 		}
 	} else if s := t.Facts.Files[d.dropIn]; s != "" && s != "missing" {

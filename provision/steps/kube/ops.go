@@ -29,6 +29,10 @@ type Cluster struct {
 	CNI             string   `json:"cni"`
 }
 
+// ControlPlaneTaint keeps workloads off control planes that are not also
+// workers (kubeadm's default taint, made explicit by the planner).
+const ControlPlaneTaint = "node-role.kubernetes.io/control-plane"
+
 // Taint is a node taint.
 type Taint struct {
 	Key    string `json:"key"`
@@ -49,6 +53,9 @@ type Install struct {
 	Distribution string `json:"distribution"`
 	Version      string `json:"version"`
 	Source       string `json:"source"` // online | bundle
+	// NodeIP is the address the kubelet registers and serves on
+	// (/etc/default/kubelet), so multi-homed hosts use the spec's address.
+	NodeIP string `json:"nodeIP,omitempty"`
 }
 
 func (Install) Kind() string { return "kube/install" }

@@ -1,0 +1,194 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/step"
+)
+
+// workerFiles are what kubeadm join leaves on a worker; kubelet.conf is
+// written last, once the kubelet has its client certificate.
+var workerFiles = []string{KubeletConf, BootstrapKubeletConf, CACert, "/var/lib/kubelet/config.yaml"}
+
+// joiner is what worker and control-plane joins share.
+type joiner struct {
+	cluster      Cluster
+	node         Node
+	via          string // the control plane that issues the credentials
+	controlPlane bool
+}
+
+func (j joiner) validate() error {
+	if j.via == "" {
+		return errors.New("join: no control plane to join through (via)")
+	}
+	return errors.Join(j.cluster.validate(), j.node.validate())
+}
+
+func (j joiner) files() []string {
+	if j.controlPlane {
+		return append([]string{KubeletConf}, controlPlaneFiles...)
+	}
+	return workerFiles
+}
+
+// joined says whether the node is a member (true), fresh (false), or was
+// left half-joined (an error saying how to recover). Membership is asked of
+// the first control plane only when the node's files say it joined.
+func (j joiner) joined(ctx context.Context, t step.Target) (bool, error) {
+	name := j.node.Name
+	st, err := probeNode(ctx, t.Host, j.files(), false)
+	if err != nil {
+		return false, err
+	}
+	if st.fresh() {
+		return false, nil
+	}
+	present, missing := st.lists(j.files())
+	if !st.present[KubeletConf] || (j.controlPlane && len(missing) > 0) {
+		return false, fmt.Errorf("%s is half-joined (present: %s; missing: %s): an earlier kubeadm join stopped midway; %s: %w",
+			name, strings.Join(present, ", "), strings.Join(missing, ", "), resetHint(name), ErrHalfInitialised)
+	}
+	cp, err := peer(t, j.via)
+	if err != nil {
+		return false, err
+	}
+	out, err := runOut(ctx, cp, Kubectl+" --request-timeout=10s get nodes -o name")
+	if err != nil {
+		return false, fmt.Errorf("ask %s for the cluster's nodes: %w", j.via, err)
+	}
+	for _, l := range strings.Fields(out) {
+		if l == "node/"+name {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("%s has a kubelet.conf, but the cluster has no node %s (joined another cluster, or the node was deleted); %s: %w",
+		name, name, resetHint(name), ErrHalfInitialised)
+}
+
+func (j joiner) check(ctx context.Context, t step.Target, describe []step.DiffLine) (step.Change, error) {
+	if err := j.validate(); err != nil {
+		return step.Change{}, err
+	}
+	if t.Facts == nil {
+		return step.Change{Action: step.ActionCreate, Diff: describe}, nil
+	}
+	joined, err := j.joined(ctx, t)
+	switch {
+	case err != nil:
+		return step.Change{}, err
+	case joined:
+		return step.Change{Action: step.ActionNone}, nil
+	}
+	return step.Change{Action: step.ActionCreate, Diff: describe}, nil
+}
+
+// apply joins the node: a bootstrap token made for this join on the first
+// control plane (15 minutes, deleted afterwards), the CA hash computed here
+// from its CA certificate, for a control plane fresh uploaded certificates
+// and their key; every secret is registered for redaction as soon as it
+// exists and travels only inside the uploaded config (mode 0600, removed
+// after the join), never on a command line.
+func (j joiner) apply(ctx context.Context, t step.Target) error {
+	if err := j.validate(); err != nil {
+		return err
+	}
+	if joined, err := j.joined(ctx, t); err != nil || joined {
+		return err
+	}
+	cp, err := peer(t, j.via)
+	if err != nil {
+		return err
+	}
+	out, err := runOut(ctx, cp, host.Join("kubeadm", "token", "create", "--ttl", TokenTTL, "--description", "clusterctl join of "+j.node.Name))
+	token := strings.TrimSpace(out)
+	t.Redactor.Add(token)
+	if err != nil {
+		return fmt.Errorf("create a bootstrap token on %s: %w", j.via, err)
+	}
+	if !tokenRE.MatchString(token) {
+		return fmt.Errorf("create a bootstrap token on %s: kubeadm token create printed no token (%d bytes)", j.via, len(out))
+	}
+	defer func() {
+		// The token's ID is its public half: deleting it shows no secret.
+		_ = cp.Run(context.WithoutCancel(ctx), host.Cmd{Line: host.Join("kubeadm", "token", "delete", token[:6]) + " >/dev/null 2>&1"})
+	}()
+	ca, err := cp.ReadFile(ctx, CACert)
+	if err != nil {
+		return fmt.Errorf("read the cluster CA on %s: %w", j.via, err)
+	}
+	hash, err := CACertHash(ca)
+	if err != nil {
+		return err
+	}
+	t.Redactor.Add(hash)
+	certKey := ""
+	if j.controlPlane {
+		// Uploaded certificates expire after 2 hours: upload them again
+		// for this join, under a key kubeadm makes and prints.
+		out, err := runOut(ctx, cp, "kubeadm init phase upload-certs --upload-certs")
+		lines := strings.Fields(out)
+		if len(lines) > 0 {
+			certKey = lines[len(lines)-1]
+			t.Redactor.Add(certKey)
+		}
+		if err != nil {
+			return fmt.Errorf("upload the control-plane certificates on %s: %w", j.via, err)
+		}
+		if !certKeyRE.MatchString(certKey) {
+			return fmt.Errorf("upload the control-plane certificates on %s: kubeadm printed no certificate key", j.via)
+		}
+	}
+	cfg, err := renderJoin(j.cluster, j.node, t.Bundle != nil, token, hash, certKey)
+	if err != nil {
+		return err
+	}
+	if err := runKubeadm(ctx, t.Host, "join", cfg, joinTimeout); err != nil {
+		return err
+	}
+	return waitNode(ctx, cp, j.node.Name)
+}
+
+// waitNode waits up to a minute until the cluster lists the node: the
+// kubelet registers it right after kubeadm join returns.
+func waitNode(ctx context.Context, cp host.Host, name string) error {
+	get := Kubectl + " --request-timeout=5s get node " + host.Quote(name) + " -o name"
+	line := "i=0; until " + get + " >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge 30 ]; then " + get + "; exit 1; fi; sleep 2; done"
+	if err := cp.Run(ctx, host.Cmd{Line: line}); err != nil {
+		return fmt.Errorf("node %s did not register after kubeadm join: %w", name, err)
+	}
+	return nil
+}
+
+func (o JoinWorker) joiner() joiner {
+	return joiner{cluster: o.Cluster, node: o.Node, via: o.Via}
+}
+
+// Check: a fresh host joins; a member (kubelet.conf, and the cluster lists
+// the node) is left alone; anything in between is an error with the
+// recovery step.
+func (o JoinWorker) Check(ctx context.Context, t step.Target) (step.Change, error) {
+	return o.joiner().check(ctx, t, o.Describe())
+}
+
+// Apply joins the worker through the first control plane.
+func (o JoinWorker) Apply(ctx context.Context, t step.Target) error { return o.joiner().apply(ctx, t) }
+
+func (o JoinControlPlane) joiner() joiner {
+	return joiner{cluster: o.Cluster, node: o.Node, via: o.Via, controlPlane: true}
+}
+
+// Check: as a worker's, with the control plane's own files as well.
+func (o JoinControlPlane) Check(ctx context.Context, t step.Target) (step.Change, error) {
+	return o.joiner().check(ctx, t, o.Describe())
+}
+
+// Apply joins the control plane (and etcd member) through the first one;
+// the planner runs control-plane joins one at a time.
+func (o JoinControlPlane) Apply(ctx context.Context, t step.Target) error {
+	return o.joiner().apply(ctx, t)
+}

@@ -1,0 +1,162 @@
+package kube_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/host/hosttest"
+	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/steps/kube"
+)
+
+var joinWorker = kube.JoinWorker{Cluster: cluster, Via: "h1", Node: kube.Node{Name: "h2", Address: "172.31.10.12",
+	Labels: map[string]string{"clusterctl.dev/pool": "apps", "tier": "web"}}}
+
+var joinCP = kube.JoinControlPlane{Cluster: cluster, Via: "h1", Node: kube.Node{Name: "h4", Address: "172.31.10.14",
+	Taints: []kube.Taint{{Key: kube.ControlPlaneTaint, Effect: "NoSchedule"}}}}
+
+const (
+	testToken   = "x7k2qa.9mfz4t1cw8bd0e3h"
+	testCertKey = "7f3c1a9e2b4d6f80a1c3e5f70921b3d5e7f9a1c3e5d7b9f1a3c5e7d9b1f3a5c7"
+)
+
+// firstCP is the control plane joins go through: it makes the token (and
+// for control planes the certificate key) and lists nodes.
+func firstCP(t *testing.T, red *host.Redactor, ca []byte, nodes string) *hosttest.Fake {
+	cp := redacting(t, "h1", red)
+	cp.SetFile(kube.CACert, ca, 0o644)
+	cp.ExpectFunc("token create", func(l string) bool { return strings.HasPrefix(l, "kubeadm token create --ttl 15m ") }).Stdout(testToken + "\n").AnyTimes()
+	cp.ExpectFunc("upload certs", func(l string) bool { return l == "kubeadm init phase upload-certs --upload-certs" }).
+		Stdout("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n[upload-certs] Using certificate key:\n" + testCertKey + "\n").AnyTimes()
+	cp.ExpectFunc("wait for the node", func(l string) bool { return strings.Contains(l, "get node ") }).AnyTimes()
+	cp.ExpectFunc("token delete", func(l string) bool { return strings.HasPrefix(l, "kubeadm token delete x7k2qa") }).AnyTimes()
+	cp.ExpectFunc("list nodes", func(l string) bool { return strings.HasSuffix(l, "get nodes -o name") }).Stdout(nodes).AnyTimes()
+	return cp
+}
+
+func TestJoinFresh(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		op   interface {
+			step.Checker
+			step.Applier
+			step.Op
+		}
+		host string
+	}{
+		{name: "worker", op: joinWorker, host: "h2"},
+		{name: "control-plane", op: joinCP, host: "h4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			red := host.NewRedactor()
+			ca, hash := testCA(t)
+			cp := firstCP(t, red, ca, "node/h1\n")
+			h := redacting(t, tc.host, red)
+			h.ExpectFunc("probe", isProbe).Stdout("conntrack read-only\n").Times(2)
+			h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
+			h.ExpectFunc("kubeadm join", func(l string) bool {
+				return strings.HasPrefix(l, "timeout 300 kubeadm join --config /etc/kubernetes/clusterctl/kubeadm-join.yaml >/var/log/clusterctl/kubeadm-join.log 2>&1;")
+			})
+			tg := step.Target{Host: h, Facts: freshFacts(tc.host), Bundle: testBundle(t), Redactor: red, Peers: map[string]host.Host{"h1": cp, tc.host: h}}
+			ch, err := tc.op.Check(ctx, tg)
+			if err != nil || ch.Action != step.ActionCreate {
+				t.Fatalf("Check: %s", report(tc.op, ch, err))
+			}
+			if err := tc.op.Apply(ctx, tg); err != nil {
+				t.Fatal(err)
+			}
+			cfg, _ := h.File("/etc/kubernetes/clusterctl/kubeadm-join.yaml")
+			for _, want := range []string{`token: "` + testToken + `"`, `caCertHashes: ["` + hash + `"]`, `apiServerEndpoint: "172.31.10.11:6443"`} {
+				if !strings.Contains(string(cfg.Content), want) {
+					t.Errorf("join config lacks %s:\n%s", want, cfg.Content)
+				}
+			}
+			if tc.name == "worker" && !strings.Contains(string(cfg.Content), "taints: []") {
+				t.Errorf("worker join config keeps default taints:\n%s", cfg.Content)
+			}
+			if got := strings.Contains(string(cfg.Content), `certificateKey: "`+testCertKey+`"`); got != (tc.name == "control-plane") {
+				t.Errorf("certificate key in the config: %v\n%s", got, cfg.Content)
+			}
+			assertNoSecrets(t, []string{testToken, testCertKey, hash}, h.Transcript(), cp.Transcript())
+			golden(t, "join-"+tc.name+"-fresh", section("check", report(tc.op, ch, nil)),
+				section("transcript "+tc.host, h.Transcript()), section("transcript h1", cp.Transcript()))
+		})
+	}
+}
+
+// TestJoinFailureRedacted: kubeadm join fails printing the token (as its
+// verbose output does): the error shows *** instead.
+func TestJoinFailureRedacted(t *testing.T) {
+	ctx := context.Background()
+	red := host.NewRedactor()
+	ca, _ := testCA(t)
+	cp := firstCP(t, red, ca, "node/h1\n")
+	h := redacting(t, "h2", red)
+	h.ExpectFunc("probe", isProbe).Stdout("")
+	h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
+	h.ExpectFunc("kubeadm join", func(l string) bool { return strings.HasPrefix(l, "timeout 300 kubeadm join") }).
+		Stderr("kubeadm join exited 1: [discovery] Failed to connect to API Server using token " + testToken + "\n").Exit(1)
+	err := joinWorker.Apply(ctx, step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Redactor: red, Peers: map[string]host.Host{"h1": cp}})
+	if err == nil || !strings.Contains(err.Error(), "using token ***") {
+		t.Fatalf("error %v, want the token redacted", err)
+	}
+	assertNoSecrets(t, []string{testToken}, err.Error(), h.Transcript(), cp.Transcript())
+	// The token was deleted after the failed join.
+	if !strings.Contains(cp.Transcript(), "run: kubeadm token delete x7k2qa >/dev/null 2>&1") {
+		t.Errorf("token not deleted:\n%s", cp.Transcript())
+	}
+}
+
+func TestJoinStates(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, probe, nodes string
+		want               step.Action
+		is                 error
+		msg                string
+	}{
+		{name: "joined", probe: "file /etc/kubernetes/kubelet.conf\nfile /etc/kubernetes/pki/ca.crt\nfile /var/lib/kubelet/config.yaml\n",
+			nodes: "node/h1\nnode/h2\n", want: step.ActionNone},
+		{name: "half-joined", probe: "file /etc/kubernetes/bootstrap-kubelet.conf\nfile /etc/kubernetes/pki/ca.crt\n", is: kube.ErrHalfInitialised,
+			msg: "h2 is half-joined (present: /etc/kubernetes/bootstrap-kubelet.conf, /etc/kubernetes/pki/ca.crt; missing: /etc/kubernetes/kubelet.conf, /var/lib/kubelet/config.yaml): an earlier kubeadm join stopped midway; clusterctl never resets a host by itself: run `kubeadm reset -f` on h2, then apply again"},
+		{name: "not-a-member", probe: "file /etc/kubernetes/kubelet.conf\n", nodes: "node/h1\n", is: kube.ErrHalfInitialised,
+			msg: "h2 has a kubelet.conf, but the cluster has no node h2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca, _ := testCA(t)
+			cp := firstCP(t, nil, ca, tc.nodes)
+			h := newNode(t, "h2")
+			h.ExpectFunc("probe", isProbe).Stdout(tc.probe).Times(2)
+			tg := step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp}}
+			ch, err := joinWorker.Check(ctx, tg)
+			applyErr := joinWorker.Apply(ctx, tg)
+			if tc.is == nil {
+				if err != nil || ch.Action != tc.want || applyErr != nil {
+					t.Errorf("Check: %s; Apply: %v", report(joinWorker, ch, err), applyErr)
+				}
+				return
+			}
+			for _, e := range []error{err, applyErr} {
+				if !errors.Is(e, tc.is) || !strings.Contains(e.Error(), tc.msg) {
+					t.Errorf("error %v, want %v saying %q", e, tc.is, tc.msg)
+				}
+			}
+			if strings.Contains(cp.Transcript(), "token create") {
+				t.Error("a token was made for a host that cannot join")
+			}
+		})
+	}
+}
+
+func TestJoinWithoutPeer(t *testing.T) {
+	h := newNode(t, "h2")
+	h.ExpectFunc("probe", isProbe).Stdout("file /etc/kubernetes/kubelet.conf\n")
+	_, err := joinWorker.Check(context.Background(), step.Target{Host: h, Facts: freshFacts("h2")})
+	if err == nil || !strings.Contains(err.Error(), "host h1 (the first control plane) is not connected") {
+		t.Errorf("error %v", err)
+	}
+}
