@@ -15,6 +15,7 @@ have ansible-playbook || need+=(ansible) # the host-prep benchmark's peer
 have make || need+=(make)
 have git || need+=(git)
 have curl || need+=(curl)
+have sudo || need+=(sudo) # the sudo decorator's tests run real sudo locally
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then
@@ -25,6 +26,18 @@ if ((${#need[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# A local sshd binary for the transport's loopback tests (they start their
+# own sshd with a private config): install it without starting or enabling
+# the system's ssh service.
+if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
+	echo "deps: installing openssh-server (service left stopped and disabled)" >&2
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null || true
+	rm -f /usr/sbin/policy-rc.d
+	systemctl disable ssh >/dev/null 2>&1 || true
 fi
 
 if ! have go && [ -x /usr/local/go/bin/go ]; then
