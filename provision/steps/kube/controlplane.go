@@ -201,7 +201,8 @@ func runKubeadm(ctx context.Context, h host.Host, verb string, cfg []byte, timeo
 		return fmt.Errorf("upload the kubeadm %s config: %w", verb, err)
 	}
 	cmd := append([]string{"timeout", timeout, "kubeadm", verb, "--config", file}, args...)
-	line := host.Join(cmd...) + " >" + host.Quote(log) + " 2>&1; rc=$?; " + host.Join("rm", "-f", "--", file) +
+	// umask 077: kubeadm prints join commands (short-lived secrets) into the log.
+	line := "umask 077; " + host.Join(cmd...) + " >" + host.Quote(log) + " 2>&1; rc=$?; " + host.Join("rm", "-f", "--", file) +
 		"; if [ $rc -ne 0 ]; then echo \"kubeadm " + verb + " exited $rc (124: timed out after " + timeout + "s); the end of " + log + ":\"; " +
 		host.Join("tail", "-n", "25", "--", log) + "; fi >&2; exit $rc"
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {

@@ -3,6 +3,8 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -108,6 +110,14 @@ func TestImagesErrors(t *testing.T) {
 	err := op.Apply(ctx, step.Target{Host: h2, Facts: freshFacts("h2"), Bundle: testBundle(t)})
 	if err == nil || !strings.Contains(err.Error(), "at the archive's digest after the import") {
 		t.Errorf("wrong annotation: %v", err)
+	}
+	// An archive that is not an OCI layout is named.
+	bad := testBundle(t)
+	if err := os.WriteFile(filepath.Join(bad.Dir, "images/pause.tar"), []byte("not a tar"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Check(ctx, step.Target{Host: h, Facts: freshFacts("h1"), Bundle: bad}); err == nil || !strings.Contains(err.Error(), "bundle image images/pause.tar: no index.json (not an OCI archive)") {
+		t.Errorf("garbage archive: %v", err)
 	}
 	// mktemp printing something odd is refused before anything is uploaded.
 	h3 := newNode(t, "h3")

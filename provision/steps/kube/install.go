@@ -329,21 +329,9 @@ func (o Install) Apply(ctx context.Context, t step.Target) error {
 // installBinaries uploads the bundle's binaries that differ on the host,
 // found by one sha256sum of them all; it says whether the kubelet changed.
 func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle) (bool, error) {
-	type item struct {
-		b binary
-		f bundle.File
-	}
-	var todo []item
 	args := []string{"sha256sum", "--"}
 	for _, b := range kubeBinaries {
-		f, ok, err := bundleFile(bd, b)
-		if err != nil {
-			return false, err
-		}
-		if ok {
-			todo = append(todo, item{b, f})
-			args = append(args, b.dst)
-		}
+		args = append(args, b.dst)
 	}
 	// Missing files are an answer (no line for them), not an error.
 	out, err := runOut(ctx, h, host.Join("mkdir", "-p", "--", CNIBinDir)+" && { "+host.Join(args...)+" 2>/dev/null || true; }")
@@ -357,14 +345,18 @@ func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle) (bool,
 		}
 	}
 	changed := false
-	for _, it := range todo {
-		if sums[it.b.dst] == it.f.SHA256 {
-			continue
+	for _, b := range kubeBinaries {
+		f, ok, err := bundleFile(bd, b)
+		switch {
+		case err != nil && sums[b.dst] == "":
+			return false, err
+		case !ok || sums[b.dst] == f.SHA256:
+			continue // not in the bundle but on the host (Check vouched for its version), or current
 		}
-		if err := hostprep.UploadBundleFile(ctx, h, bd, it.f, it.b.dst, host.FileOptions{Mode: 0o755, Owner: "root", Group: "root"}); err != nil {
-			return false, fmt.Errorf("install %s: %w", it.b.name, err)
+		if err := hostprep.UploadBundleFile(ctx, h, bd, f, b.dst, host.FileOptions{Mode: 0o755, Owner: "root", Group: "root"}); err != nil {
+			return false, fmt.Errorf("install %s: %w", b.name, err)
 		}
-		changed = changed || it.b.name == "kubelet"
+		changed = changed || b.name == "kubelet"
 	}
 	return changed, nil
 }

@@ -208,3 +208,31 @@ func TestInstallLoopbackResolver(t *testing.T) {
 		})
 	}
 }
+
+// TestInstallPreinstalledNotInBundle: a binary the bundle lacks but the
+// host has (at the spec's version, as Check saw) is left alone.
+func TestInstallPreinstalledNotInBundle(t *testing.T) {
+	ctx := context.Background()
+	h := newNode(t, "h1")
+	h.SetFile("/usr/bin/kubeadm", []byte("kubeadm installed by hand\n"), 0o755)
+	f := freshFacts("h1")
+	f.Kubeadm = "1.34.10"
+	expectProbe(h, "", publicResolv, false).Times(2)
+	b := testBundle(t, "bin/kubeadm")
+	if ch, err := install.Check(ctx, step.Target{Host: h, Facts: f, Bundle: b}); err != nil || ch.Action != step.ActionCreate {
+		t.Fatalf("Check: %s", report(install, ch, err))
+	}
+	h.ExpectFunc("systemctl", func(l string) bool { return strings.HasPrefix(l, "systemctl ") })
+	if err := install.Apply(ctx, step.Target{Host: h, Facts: f, Bundle: b}); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := h.File("/usr/bin/kubeadm"); string(k.Content) != "kubeadm installed by hand\n" {
+		t.Errorf("kubeadm replaced: %q", k.Content)
+	}
+	// Without it on the host, the bundle's gap is the error.
+	h2 := newNode(t, "h2")
+	expectProbe(h2, "", publicResolv, false)
+	if err := install.Apply(ctx, step.Target{Host: h2, Facts: freshFacts("h2"), Bundle: b}); err == nil || !strings.Contains(err.Error(), "has no bin/kubeadm") {
+		t.Errorf("error %v", err)
+	}
+}

@@ -1,0 +1,240 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clusterSpec is the Kubernetes part of the e2e specs, beside the inventory
+// (cluster.cue) and the bundle (bundle.cue) newEnv writes. NET is the
+// hosts' /24.
+const clusterSpec = `cluster: {
+	kubernetes: imageRepository: "registry.local/k8s" // as e2e/artifacts/build.sh names the images
+	network: {cni: "flannel", kubeProxyMode: "iptables"} // this kernel has no ip_vs
+	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}
+	health: {
+		timeout: "5m"
+		probes: {
+			"hello-h1": {url: "http://NET.11:30080/"}
+			"hello-h2": {url: "http://NET.12:30080/"}
+			"hello-h3": {url: "http://NET.13:30080/"}
+		}
+	}
+}`
+
+func skipWithoutKubernetes(t *testing.T) {
+	if os.Getenv("CLUSTERCTL_E2E_K8S") == "0" {
+		t.Skip("CLUSTERCTL_E2E_K8S=0: the Kubernetes end-to-end tests are disabled (they need e2e/artifacts/build.sh's Kubernetes build, 20-30 min cold, and about 2 GiB of memory per cluster)")
+	}
+}
+
+// TestCluster: three bare hosts become a healthy kubeadm cluster (1 control
+// plane, 2 workers, flannel, the hello workload on NodePort 30080) through
+// one `clusterctl apply` from an air-gapped bundle, checked with kubectl
+// through the merged kubeconfig context, with curl from this machine and
+// on the hosts themselves; a second apply changes nothing, quickly.
+func TestCluster(t *testing.T) {
+	skipWithoutKubernetes(t)
+	c := startCluster(t, "172.31.10", "ct10", "root", nil)
+	c.verify(1, 3)
+	c.secondApply()
+	c.report()
+}
+
+// TestClusterHA: three control planes that also run workloads (stacked
+// etcd, joined one by one with uploaded certificates), provisioned as the
+// sudo user "tester". The endpoint is the first control plane's address
+// ("external" without a balancer: enough to join, not to survive its loss).
+func TestClusterHA(t *testing.T) {
+	skipWithoutKubernetes(t)
+	c := startCluster(t, "172.31.13", "ct13", "tester", func(inv string) string {
+		inv = strings.Replace(inv, `controlPlaneEndpoint: mode: "node-local"`,
+			`controlPlaneEndpoint: {mode: "external", address: "172.31.13.11", port: 6443}`, 1)
+		return strings.ReplaceAll(inv, `roles: ["control-plane"]`, `roles: ["control-plane", "worker"]`)
+	})
+	c.verify(3, 3)
+	etcd := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "pods", "-n", "kube-system", "-l", "component=etcd",
+		"-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{'\\n'}{end}")
+	if strings.Count(etcd, " Running") != 3 {
+		t.Errorf("etcd members running:\n%s", etcd)
+	}
+	if taints := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"); strings.TrimSpace(taints) != "" {
+		t.Errorf("control planes that are also workers have taints: %s", taints)
+	}
+	c.secondApply()
+	c.report()
+}
+
+// cluster is one e2e cluster and what the checks need.
+type cluster struct {
+	t                   *testing.T
+	e                   *env
+	kubectl, kubeconfig string
+	timings             [][2]string
+	mark                time.Time
+}
+
+func (c *cluster) phase(name string) time.Duration {
+	d := time.Since(c.mark)
+	c.timings = append(c.timings, [2]string{name, d.Round(100 * time.Millisecond).String()})
+	c.mark = time.Now()
+	return d
+}
+
+// startCluster builds (or finds) the artifacts, boots three hosts on net,
+// writes the spec (the inventory as rewrite makes it, when given), bundles
+// and applies it, failing on any failed step; it logs the per-phase table.
+func startCluster(t *testing.T, net, prefix, user string, rewrite func(string) string) *cluster {
+	c := &cluster{t: t, mark: time.Now()}
+	art := BuildArtifacts(t)
+	c.phase("artifacts (e2e/artifacts/build.sh)")
+	c.kubectl = filepath.Join(art, "bin", "kubectl")
+
+	e := newEnv(t, 3, net, prefix, user)
+	c.e = e
+	if rewrite != nil {
+		inv, err := e.hosts.Inventory(testhostsInventory(user, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.spec, "cluster.cue"), []byte(rewrite(string(inv))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))
+	CopyFile(t, "../inventories/local/manifests/hello.yaml", filepath.Join(e.spec, "manifests", "hello.yaml"))
+	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", art)
+	c.phase("3 hosts booted, node debs, bundle")
+
+	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
+	t.Setenv("KUBECONFIG", c.kubeconfig)
+	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
+	d := c.phase("apply: bare hosts -> healthy cluster")
+	evs := ApplyEvents(out)
+	for _, ev := range evs {
+		if ev.Type == "failed" || ev.Type == "skipped" {
+			t.Errorf("%s %s: %s", ev.Step, ev.Type, ev.Error)
+		}
+	}
+	t.Logf("fresh apply in %s, per phase:\n%s", d.Round(100*time.Millisecond), PhaseTable(evs))
+	if t.Failed() {
+		t.FailNow()
+	}
+	return c
+}
+
+// verify checks the cluster from outside: every node Ready at v1.34.10,
+// the control plane's and the system's pods running, flannel on every
+// node, the workload on the NodePort of every node; and on the hosts: the
+// kubelets run, no kubeadm config (with its secrets) is left, no join token.
+func (c *cluster) verify(controlPlanes, hosts int) {
+	t := c.t
+	var nodes struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Status struct {
+				Conditions []struct{ Type, Status string } `json:"conditions"`
+				NodeInfo   struct {
+					KubeletVersion string `json:"kubeletVersion"`
+				} `json:"nodeInfo"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", "json")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes.Items) != hosts {
+		t.Fatalf("%d nodes, want %d", len(nodes.Items), hosts)
+	}
+	for _, n := range nodes.Items {
+		ready := false
+		for _, cond := range n.Status.Conditions {
+			ready = ready || cond.Type == "Ready" && cond.Status == "True"
+		}
+		if !ready || n.Status.NodeInfo.KubeletVersion != "v1.34.10" {
+			t.Errorf("node %s: ready %v, kubelet %s; want Ready at v1.34.10", n.Metadata.Name, ready, n.Status.NodeInfo.KubeletVersion)
+		}
+	}
+	pods := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "pods", "-n", "kube-system", "--no-headers",
+		"-o", "custom-columns=NAME:.metadata.name,PHASE:.status.phase,READY:.status.containerStatuses[*].ready")
+	want := map[string]int{"etcd-": controlPlanes, "kube-apiserver-": controlPlanes, "kube-controller-manager-": controlPlanes,
+		"kube-scheduler-": controlPlanes, "kube-proxy-": hosts, "coredns-": 2}
+	got := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(pods), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 || f[1] != "Running" || strings.Contains(f[2], "false") {
+			t.Errorf("kube-system pod not running and ready: %s", l)
+			continue
+		}
+		for prefix := range want {
+			if strings.HasPrefix(f[0], prefix) {
+				got[prefix]++
+			}
+		}
+	}
+	for prefix, n := range want {
+		if got[prefix] != n {
+			t.Errorf("%d kube-system pods %s* running, want %d:\n%s", got[prefix], prefix, n, pods)
+		}
+	}
+	if n := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "daemonset", "-n", "kube-flannel", "kube-flannel-ds", "-o", "jsonpath={.status.numberReady}"); n != fmt.Sprint(hosts) {
+		t.Errorf("flannel ready on %s nodes, want %d", n, hosts)
+	}
+
+	ctx := context.Background()
+	for _, h := range c.e.hosts.Hosts {
+		url := fmt.Sprintf("http://%s:30080/", h.Addr)
+		Eventually(t, "hello on "+url, time.Minute, func() error {
+			body, err := Curl(ctx, url)
+			if err == nil && !strings.HasPrefix(body, "hello from hello-") {
+				err = fmt.Errorf("%s answered %q", url, body)
+			}
+			return err
+		})
+	}
+
+	for _, h := range c.e.hosts.Hosts {
+		if got := c.e.sh(h.Index, "systemctl is-active kubelet"); got != "active" {
+			t.Errorf("%s: kubelet %s", h.Name, got)
+		}
+		if got := c.e.sh(h.Index, "ls -A /etc/kubernetes/clusterctl | wc -l"); got != "0" {
+			t.Errorf("%s: %s files left in /etc/kubernetes/clusterctl", h.Name, got)
+		}
+		if got := c.e.sh(h.Index, "ls /var/log/clusterctl/"); !strings.Contains(got, "kubeadm-") {
+			t.Errorf("%s: no kubeadm log in /var/log/clusterctl: %q", h.Name, got)
+		}
+	}
+	if got := c.e.sh(1, "kubeadm token list | grep -c 'clusterctl join of' || true"); got != "0" {
+		t.Errorf("%s join tokens left on h1", got)
+	}
+	c.phase("checks (kubectl, curl, hosts)")
+}
+
+// secondApply: nothing to do, quickly, and plan agrees.
+func (c *cluster) secondApply() {
+	out := c.e.clusterctl(0, "apply", "--yes", c.e.spec)
+	d := c.phase("second apply (no changes)")
+	mustContain(c.t, out, "No changes.", "\n0 changed, ", " 0 failed, ")
+	if d > 30*time.Second {
+		c.t.Errorf("second apply took %s, want under 30s:\n%s", d, out)
+	}
+	c.e.clusterctl(0, "plan", "--detailed-exitcode", c.e.spec)
+}
+
+func (c *cluster) report() {
+	var b strings.Builder
+	for _, r := range c.timings {
+		fmt.Fprintf(&b, "  %-40s %10s\n", r[0], r[1])
+	}
+	c.t.Logf("timings:\n%s", b.String())
+}
