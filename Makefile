@@ -57,16 +57,19 @@ cue-vet:
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/ha/cluster.cue
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/airgap/cluster.cue
 
-# The README's main command: three fresh local test hosts, the air-gapped
-# bundle the sample inventory (inventories/local) names, then a real apply,
-# and a second apply that finds nothing to do.
+# The README's main command: three fresh local test hosts, Kubernetes built
+# from Go modules (cached per version; 20-30 min the first time), the
+# air-gapped bundle the sample inventory (inventories/local) names, a real
+# apply from bare hosts to a healthy cluster with a kubeconfig context, and a
+# second apply that finds nothing to do.
 demo: deps build
 	$(GO) run ./e2e/testhosts/cmd/testhosts down --net $(DEMO_NET) --prefix demo
 	$(GO) run ./e2e/testhosts/cmd/testhosts up 3 --net $(DEMO_NET) --prefix demo --dir $(DEMO_DIR)
-	bash e2e/node-debs.sh $(DEMO_DIR)/artifacts
-	$(BIN) bundle inventories/local --from $(DEMO_DIR)/artifacts
-	$(BIN) apply --yes --only hostprep,runtime inventories/local
-	$(BIN) apply --yes --only hostprep,runtime inventories/local
+	bash e2e/node-debs.sh $(DEMO_DIR)/node
+	out=$$(bash e2e/artifacts/build.sh | tail -n 1) && $(BIN) bundle inventories/local --from "$${out#*: }" --from $(DEMO_DIR)/node
+	$(BIN) apply --yes inventories/local
+	$(BIN) apply --yes inventories/local
+	$(DEMO_DIR)/../artifacts/k8s-v1.34.10-$$($(GO) env GOVERSION)/bin/kubectl --context local get nodes -o wide
 
 demo-down:
 	$(GO) run ./e2e/testhosts/cmd/testhosts down --net $(DEMO_NET) --prefix demo
