@@ -9,6 +9,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/addons"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 const flannelImage = "registry.local/clusterctl/flannel:v0.28.10"
@@ -44,9 +45,9 @@ func TestCNICheck(t *testing.T) {
 				return
 			}
 			if err != nil || ch.Action != tc.want {
-				t.Fatalf("Check: %s", report(cni, ch, err))
+				t.Fatalf("Check: %s", steptest.Report(cni, ch, err))
 			}
-			golden(t, "cni-check-"+tc.name, report(cni, ch, err), section("transcript", h.Transcript()))
+			steptest.Golden(t, "cni-check-"+tc.name, steptest.Report(cni, ch, err), steptest.Section("transcript", h.Transcript()))
 		})
 	}
 }
@@ -59,7 +60,7 @@ func TestCNIApply(t *testing.T) {
 	if err := cni.Apply(context.Background(), stepTarget(h, b)); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "cni-apply", h.Transcript())
+	steptest.Golden(t, "cni-apply", h.Transcript())
 }
 
 // TestFlannelManifest pins the manifest as applied (stdin of the applies).
@@ -82,7 +83,7 @@ func TestFlannelManifest(t *testing.T) {
 			t.Errorf("manifest lacks %s", want)
 		}
 	}
-	golden(t, "flannel-manifest", all)
+	steptest.Golden(t, "flannel-manifest", all)
 }
 
 func TestCNIErrors(t *testing.T) {
@@ -104,6 +105,6 @@ func TestCNIErrors(t *testing.T) {
 	}
 	// Offline: what it would do, without a host.
 	if ch, err := cni.Check(ctx, step.Target{Bundle: testBundle(t, flannelImage)}); err != nil || ch.Action != step.ActionCreate {
-		t.Errorf("offline: %s", report(cni, ch, err))
+		t.Errorf("offline: %s", steptest.Report(cni, ch, err))
 	}
 }

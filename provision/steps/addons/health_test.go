@@ -11,6 +11,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/addons"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var health = addons.Health{Nodes: []string{"h1", "h2", "h3"}, Version: "1.34.10", Timeout: "1500ms",
@@ -46,12 +47,12 @@ func TestHealthHealthy(t *testing.T) {
 	h.ExpectFunc("look", isLook).Stdout(answer("ok", healthyItems, "0 200\n"))
 	ch, err := health.Check(context.Background(), step.Target{})
 	if err != nil || ch.Action != step.ActionRead {
-		t.Fatalf("Check: %s", report(health, ch, err))
+		t.Fatalf("Check: %s", steptest.Report(health, ch, err))
 	}
 	if err := health.Apply(context.Background(), step.Target{Host: h, Facts: someFacts()}); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "health-healthy", h.Transcript())
+	steptest.Golden(t, "health-healthy", h.Transcript())
 }
 
 // TestHealthBecomesHealthy: a node still joining, then Ready: no error.

@@ -1,22 +1,16 @@
 package addons_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provision/bundle"
 	"github.com/clusterctl/clusterctl/provision/facts"
 	"github.com/clusterctl/clusterctl/provision/host"
-	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var _ = flag.Bool("update", false, "rewrite golden files")
@@ -24,54 +18,18 @@ var _ = flag.Bool("update", false, "rewrite golden files")
 // testBundle holds fake image archives named as the e2e artifacts are.
 func testBundle(t *testing.T, images ...string) *bundle.Bundle {
 	t.Helper()
-	dir := t.TempDir()
-	m := bundle.Manifest{FormatVersion: bundle.FormatVersion}
+	var files []steptest.File
 	for _, img := range images {
 		name := img[strings.LastIndexByte(img, '/')+1 : strings.LastIndexByte(img, ':')]
-		rel := "images/" + name + ".tar"
-		content := []byte("fake " + img + "\n")
-		if err := os.MkdirAll(filepath.Join(dir, "images"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, rel), content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		s := sha256.Sum256(content)
-		m.Files = append(m.Files, bundle.File{Path: rel, Kind: bundle.KindImage, SHA256: hex.EncodeToString(s[:]), Size: int64(len(content)), Image: img})
+		files = append(files, steptest.File{
+			File:    bundle.File{Path: "images/" + name + ".tar", Kind: bundle.KindImage, Image: img},
+			Content: []byte("fake " + img + "\n"),
+		})
 	}
-	raw, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, bundle.ManifestName), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return steptest.WriteBundle(t, nil, files...)
 }
 
 func someFacts() *facts.Facts { return &facts.Facts{Host: "h1", OSFamily: "debian"} }
-
-// report renders a Check result for a golden file.
-func report(op step.Op, ch step.Change, err error) string {
-	var b strings.Builder
-	if err != nil {
-		fmt.Fprintf(&b, "%s: error: %v\n", op.Kind(), err)
-		return b.String()
-	}
-	fmt.Fprintf(&b, "%s: %s\n", op.Kind(), ch.Action)
-	for _, d := range ch.Diff {
-		fmt.Fprintf(&b, "  %s %s: %s -> %s\n", ch.Action.Symbol(), d.Key, d.From, d.To)
-	}
-	return b.String()
-}
-
-func golden(t *testing.T, name string, parts ...string) {
-	t.Helper()
-	hosttest.AssertGolden(t, filepath.Join("testdata", name+".golden"), strings.Join(parts, ""))
-}
-
-func section(title, body string) string { return "=== " + title + "\n" + body }
 
 func isDiff(l string) bool  { return strings.Contains(l, " diff --server-side ") }
 func isApply(l string) bool { return strings.Contains(l, " apply --server-side ") }

@@ -11,6 +11,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/addons"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 const helloYAML = `# the sample workload
@@ -69,14 +70,14 @@ diff -u -N /tmp/LIVE-1/v1.Service.default.hello /tmp/MERGED-1/v1.Service.default
 `).Exit(1)
 	ch, err := op.Check(ctx, step.Target{Host: h, Facts: someFacts()})
 	if err != nil || ch.Action != step.ActionCreate || len(ch.Diff) != 2 {
-		t.Fatalf("Check: %s", report(op, ch, err))
+		t.Fatalf("Check: %s", steptest.Report(op, ch, err))
 	}
 	h.ExpectFunc("apply", isApply)
 	h.Expect("kubectl --kubeconfig=/etc/kubernetes/admin.conf rollout status deployment/hello --timeout 2m -n default")
 	if err := op.Apply(ctx, step.Target{Host: h, Facts: someFacts()}); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "manifest-fresh", report(op, ch, nil), section("transcript", h.Transcript()))
+	steptest.Golden(t, "manifest-fresh", steptest.Report(op, ch, nil), steptest.Section("transcript", h.Transcript()))
 }
 
 // TestManifestDirectory: a directory's files in path order, namespaces
@@ -100,14 +101,14 @@ func TestManifestDirectory(t *testing.T) {
 		"diff -u -N /tmp/LIVE-1/apiextensions.k8s.io.v1.CustomResourceDefinition..widgets.example.com /tmp/MERGED-1/apiextensions.k8s.io.v1.CustomResourceDefinition..widgets.example.com\n@@ -0,0 +1,5 @@\n").Exit(1)
 	ch, err := op.Check(ctx, step.Target{Host: h, Facts: someFacts()})
 	if err != nil || ch.Action != step.ActionCreate {
-		t.Fatalf("Check: %s", report(op, ch, err))
+		t.Fatalf("Check: %s", steptest.Report(op, ch, err))
 	}
 	h.ExpectFunc("apply", isApply).Times(2)
 	h.Expect("kubectl --kubeconfig=/etc/kubernetes/admin.conf wait --for=condition=established --timeout=60s crd/widgets.example.com")
 	if err := op.Apply(ctx, step.Target{Host: h, Facts: someFacts()}); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "manifest-directory", report(op, ch, nil), section("transcript", h.Transcript()))
+	steptest.Golden(t, "manifest-directory", steptest.Report(op, ch, nil), steptest.Section("transcript", h.Transcript()))
 }
 
 func TestManifestConverged(t *testing.T) {
@@ -117,7 +118,7 @@ func TestManifestConverged(t *testing.T) {
 	h.ExpectFunc("kubectl diff", isDiff)
 	ch, err := op.Check(context.Background(), step.Target{Host: h, Facts: someFacts()})
 	if err != nil || ch.Action != step.ActionNone {
-		t.Errorf("Check: %s", report(op, ch, err))
+		t.Errorf("Check: %s", steptest.Report(op, ch, err))
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var _ = flag.Bool("update", false, "rewrite golden files")
@@ -83,7 +83,7 @@ func newHost(t *testing.T, osName string) *hosttest.Fake {
 
 // testBundle is a bundle of small fake packages for family osName.
 func testBundle(t *testing.T, osName string) *bundle.Bundle {
-	dir := t.TempDir()
+	t.Helper()
 	type pkg struct{ name, version string }
 	var pkgs []pkg
 	kind, ext := bundle.KindDeb, ".deb"
@@ -96,48 +96,17 @@ func testBundle(t *testing.T, osName string) *bundle.Bundle {
 			{"conntrack", "1:1.4.7-1+b2"}, {"socat", "1.7.4.4-2"}, {"ethtool", "1:6.1-1"}, {"ipset", "7.17-1"}, {"libipset13", "7.17-1"},
 			{"systemd-timesyncd", "252.39-1~deb12u2"}}
 	}
-	m := bundle.Manifest{FormatVersion: bundle.FormatVersion}
+	var files []steptest.File
 	for _, p := range pkgs {
-		rel := kind + "s/" + p.name + ext
-		content := []byte("fake package " + p.name + " " + p.version + "\n")
-		if err := os.MkdirAll(filepath.Join(dir, kind+"s"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, rel), content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(content)
-		m.Files = append(m.Files, bundle.File{Path: rel, Kind: kind, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content)), Package: p.name, Version: p.version})
+		files = append(files, steptest.File{
+			File:    bundle.File{Path: kind + "s/" + p.name + ext, Kind: kind, Package: p.name, Version: p.version},
+			Content: []byte("fake package " + p.name + " " + p.version + "\n"),
+		})
 	}
-	raw, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, bundle.ManifestName), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return steptest.WriteBundle(t, nil, files...)
 }
 
 func kindFile(op step.Op) string { return strings.ReplaceAll(op.Kind(), "/", "-") }
-
-// report renders a Check result for a golden file.
-func report(op step.Op, ch step.Change, err error) string {
-	var b strings.Builder
-	if err != nil {
-		fmt.Fprintf(&b, "%s: error: %v\n", op.Kind(), err)
-		return b.String()
-	}
-	fmt.Fprintf(&b, "%s: %s\n", op.Kind(), ch.Action)
-	for _, d := range ch.Diff {
-		fmt.Fprintf(&b, "  %s %s: %s -> %s\n", ch.Action.Symbol(), d.Key, d.From, d.To)
-	}
-	if ch.Note != "" {
-		fmt.Fprintf(&b, "  note: %s\n", ch.Note)
-	}
-	return b.String()
-}
 
 // TestCheckGolden checks every op against recorded facts (Debian: recorded
 // on a test host; RHEL: hand-written) and pins the plans.
@@ -165,7 +134,7 @@ func TestCheckGolden(t *testing.T) {
 			var out strings.Builder
 			for _, op := range nodeOps("172.31.4", "node-1", tc.source) {
 				ch, err := op.(step.Checker).Check(context.Background(), step.Target{Host: h, Facts: f, Bundle: b})
-				out.WriteString(report(op, ch, err))
+				out.WriteString(steptest.Report(op, ch, err))
 			}
 			hosttest.AssertGolden(t, filepath.Join("testdata", "check-"+tc.fixture+"-"+tc.source+".golden"), out.String())
 		})

@@ -21,6 +21,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var cluster = kube.Cluster{
@@ -93,7 +94,7 @@ func TestInitFresh(t *testing.T) {
 	tg := step.Target{Host: h, Facts: freshFacts("h1"), Bundle: testBundle(t), Redactor: red}
 	ch, err := initOp.Check(ctx, tg)
 	if err != nil || ch.Action != step.ActionCreate {
-		t.Fatalf("Check: %s", report(initOp, ch, err))
+		t.Fatalf("Check: %s", steptest.Report(initOp, ch, err))
 	}
 	h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
 	h.ExpectFunc("kubeadm init", func(l string) bool {
@@ -121,7 +122,7 @@ func TestInitFresh(t *testing.T) {
 		}
 	}
 	assertNoSecrets(t, secrets, h.Transcript())
-	golden(t, "init-fresh", section("check", report(initOp, ch, nil)), section("transcript", h.Transcript()))
+	steptest.Golden(t, "init-fresh", steptest.Section("check", steptest.Report(initOp, ch, nil)), steptest.Section("transcript", h.Transcript()))
 }
 
 func TestInitStates(t *testing.T) {
@@ -147,7 +148,7 @@ func TestInitStates(t *testing.T) {
 			applyErr := initOp.Apply(ctx, tg) // never runs kubeadm: the fake is strict
 			if tc.is == nil {
 				if err != nil || ch.Action != tc.want || applyErr != nil {
-					t.Errorf("Check: %s; Apply: %v", report(initOp, ch, err), applyErr)
+					t.Errorf("Check: %s; Apply: %v", steptest.Report(initOp, ch, err), applyErr)
 				}
 				return
 			}
@@ -166,7 +167,7 @@ func TestInitProbeScript(t *testing.T) {
 	if _, err := initOp.Check(context.Background(), step.Target{Host: h, Facts: freshFacts("h1")}); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "init-probe", h.Transcript())
+	steptest.Golden(t, "init-probe", h.Transcript())
 }
 
 func TestInitInvalid(t *testing.T) {

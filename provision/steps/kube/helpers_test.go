@@ -6,11 +6,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,7 +16,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/facts"
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
-	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var _ = flag.Bool("update", false, "rewrite golden files")
@@ -49,38 +46,19 @@ var bundleFiles = map[string]string{
 // testBundle is a bundle of small fake artifacts; skip leaves paths out.
 func testBundle(t *testing.T, skip ...string) *bundle.Bundle {
 	t.Helper()
-	dir := t.TempDir()
-	m := bundle.Manifest{FormatVersion: bundle.FormatVersion, Versions: map[string]string{"kubernetes": "1.34.10"}}
+	var files []steptest.File
 	for _, rel := range facts.Sorted(bundleFiles) {
 		img := bundleFiles[rel]
 		if contains(skip, rel) {
 			continue
 		}
-		content := []byte("fake " + rel + "\n")
+		f := steptest.File{File: bundle.File{Path: rel, Kind: bundle.KindBinary}, Content: []byte("fake " + rel + "\n")}
 		if img != "" {
-			content = ociArchive(t, img)
+			f.Kind, f.Image, f.Content = bundle.KindImage, img, ociArchive(t, img)
 		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, rel)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, rel), content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		kind := bundle.KindBinary
-		if img != "" {
-			kind = bundle.KindImage
-		}
-		m.Files = append(m.Files, bundle.File{Path: rel, Kind: kind, SHA256: sum(content), Size: int64(len(content)), Image: img})
+		files = append(files, f)
 	}
-	raw, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, bundle.ManifestName), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := bundle.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return steptest.WriteBundle(t, map[string]string{"kubernetes": "1.34.10"}, files...)
 }
 
 // imageDigest is the manifest digest of testBundle's archive of img.
@@ -140,33 +118,6 @@ func newNode(t *testing.T, name string) *hosttest.Fake {
 			return nil
 		}).AnyTimes()
 	return f
-}
-
-// report renders a Check result for a golden file.
-func report(op step.Op, ch step.Change, err error) string {
-	var b strings.Builder
-	if err != nil {
-		fmt.Fprintf(&b, "%s: error: %v\n", op.Kind(), err)
-		return b.String()
-	}
-	fmt.Fprintf(&b, "%s: %s\n", op.Kind(), ch.Action)
-	for _, d := range ch.Diff {
-		fmt.Fprintf(&b, "  %s %s: %s -> %s\n", ch.Action.Symbol(), d.Key, d.From, d.To)
-	}
-	if ch.Note != "" {
-		fmt.Fprintf(&b, "  note: %s\n", ch.Note)
-	}
-	return b.String()
-}
-
-// golden compares the check report and transcripts with testdata/NAME.golden.
-func golden(t *testing.T, name string, parts ...string) {
-	t.Helper()
-	hosttest.AssertGolden(t, filepath.Join("testdata", name+".golden"), strings.Join(parts, ""))
-}
-
-func section(title, body string) string {
-	return "=== " + title + "\n" + body
 }
 
 // freshFacts are a prepared Debian host without Kubernetes.

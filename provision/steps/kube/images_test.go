@@ -11,6 +11,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 // ctrList answers `ctr images ls` for images "NAME" (at the test bundle's
@@ -67,19 +68,19 @@ func TestImages(t *testing.T) {
 			tg := step.Target{Host: h, Facts: freshFacts("h1"), Bundle: b}
 			ch, err := op.Check(ctx, tg)
 			if err != nil || ch.Action != tc.want {
-				t.Fatalf("Check: %s", report(op, ch, err))
+				t.Fatalf("Check: %s", steptest.Report(op, ch, err))
 			}
 			if err := op.Apply(ctx, tg); err != nil {
 				t.Fatal(err)
 			}
 			ch2, err := op.Check(ctx, tg)
 			if err != nil || ch2.Action != step.ActionNone {
-				t.Errorf("Check after Apply: %s", report(op, ch2, err))
+				t.Errorf("Check after Apply: %s", steptest.Report(op, ch2, err))
 			}
 			if tc.role == "worker" && strings.Contains(strings.Join(have, " "), "kube-apiserver") {
 				t.Errorf("worker got control-plane images: %v", have)
 			}
-			golden(t, "images-"+tc.name, section("check", report(op, ch, err)), section("transcript", h.Transcript()))
+			steptest.Golden(t, "images-"+tc.name, steptest.Section("check", steptest.Report(op, ch, err)), steptest.Section("transcript", h.Transcript()))
 		})
 	}
 }

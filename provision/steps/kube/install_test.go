@@ -9,6 +9,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var install = kube.Install{Distribution: "kubeadm", Version: "1.34.10", Source: "bundle", NodeIP: "172.31.10.12"}
@@ -42,7 +43,7 @@ func TestInstallFresh(t *testing.T) {
 	h := newNode(t, "h2")
 	expectProbe(h, "", publicResolv, false).Times(3)
 	ch, err := install.Check(ctx, step.Target{Host: h, Facts: freshFacts("h2"), Bundle: b})
-	check := report(install, ch, err)
+	check := steptest.Report(install, ch, err)
 	if ch.Action != step.ActionCreate {
 		t.Errorf("fresh host: action %s, want create", ch.Action)
 	}
@@ -81,9 +82,9 @@ func TestInstallFresh(t *testing.T) {
 	expectProbe(h, "1.34.10", publicResolv, false)
 	ch2, err := install.Check(ctx, step.Target{Host: h, Facts: f, Bundle: b})
 	if err != nil || ch2.Action != step.ActionNone {
-		t.Errorf("converged host: %s", report(install, ch2, err))
+		t.Errorf("converged host: %s", steptest.Report(install, ch2, err))
 	}
-	golden(t, "install-fresh", section("check", check), section("check and apply transcript", first), section("apply again", second))
+	steptest.Golden(t, "install-fresh", steptest.Section("check", check), steptest.Section("check and apply transcript", first), steptest.Section("apply again", second))
 }
 
 // TestInstallUpgrade: an older kubelet is replaced and, running, restarted.
@@ -99,7 +100,7 @@ func TestInstallUpgrade(t *testing.T) {
 	if ch.Action != step.ActionUpdate {
 		t.Errorf("action %s, want update", ch.Action)
 	}
-	golden(t, "install-upgrade-check", report(install, ch, err))
+	steptest.Golden(t, "install-upgrade-check", steptest.Report(install, ch, err))
 }
 
 func TestInstallErrors(t *testing.T) {
@@ -145,7 +146,7 @@ func TestInstallOnlinePreinstalled(t *testing.T) {
 	expectProbe(h, "1.34.10", publicResolv, false).Times(2)
 	ch, err := op.Check(ctx, step.Target{Host: h, Facts: f})
 	if err != nil || ch.Action != step.ActionUpdate || len(ch.Diff) != 4 {
-		t.Errorf("Check: %s", report(op, ch, err))
+		t.Errorf("Check: %s", steptest.Report(op, ch, err))
 	}
 	h.Expect("kubelet --version 2>/dev/null; kubeadm version -o short 2>/dev/null; true").Stdout("Kubernetes v1.34.10\nv1.34.10\n")
 	h.Expect("systemctl daemon-reload && systemctl enable --quiet kubelet.service && systemctl try-restart kubelet.service")
@@ -160,7 +161,7 @@ func TestInstallOnlinePreinstalled(t *testing.T) {
 func TestInstallOffline(t *testing.T) {
 	ch, err := install.Check(context.Background(), step.Target{})
 	if err != nil || ch.Action != step.ActionCreate || len(ch.Diff) == 0 {
-		t.Errorf("offline: %s", report(install, ch, err))
+		t.Errorf("offline: %s", steptest.Report(install, ch, err))
 	}
 	if n := install.Needs(); len(n.Files) != 5 {
 		t.Errorf("Needs: %+v", n)
@@ -220,7 +221,7 @@ func TestInstallPreinstalledNotInBundle(t *testing.T) {
 	expectProbe(h, "", publicResolv, false).Times(2)
 	b := testBundle(t, "bin/kubeadm")
 	if ch, err := install.Check(ctx, step.Target{Host: h, Facts: f, Bundle: b}); err != nil || ch.Action != step.ActionCreate {
-		t.Fatalf("Check: %s", report(install, ch, err))
+		t.Fatalf("Check: %s", steptest.Report(install, ch, err))
 	}
 	h.ExpectFunc("systemctl", func(l string) bool { return strings.HasPrefix(l, "systemctl ") })
 	if err := install.Apply(ctx, step.Target{Host: h, Facts: f, Bundle: b}); err != nil {

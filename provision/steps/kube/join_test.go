@@ -10,6 +10,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 var joinWorker = kube.JoinWorker{Cluster: cluster, Via: "h1", Node: kube.Node{Name: "h2", Address: "172.31.10.12",
@@ -64,7 +65,7 @@ func TestJoinFresh(t *testing.T) {
 			tg := step.Target{Host: h, Facts: freshFacts(tc.host), Bundle: testBundle(t), Redactor: red, Peers: map[string]host.Host{"h1": cp, tc.host: h}}
 			ch, err := tc.op.Check(ctx, tg)
 			if err != nil || ch.Action != step.ActionCreate {
-				t.Fatalf("Check: %s", report(tc.op, ch, err))
+				t.Fatalf("Check: %s", steptest.Report(tc.op, ch, err))
 			}
 			if err := tc.op.Apply(ctx, tg); err != nil {
 				t.Fatal(err)
@@ -82,8 +83,8 @@ func TestJoinFresh(t *testing.T) {
 				t.Errorf("certificate key in the config: %v\n%s", got, cfg.Content)
 			}
 			assertNoSecrets(t, []string{testToken, testCertKey, hash}, h.Transcript(), cp.Transcript())
-			golden(t, "join-"+tc.name+"-fresh", section("check", report(tc.op, ch, nil)),
-				section("transcript "+tc.host, h.Transcript()), section("transcript h1", cp.Transcript()))
+			steptest.Golden(t, "join-"+tc.name+"-fresh", steptest.Section("check", steptest.Report(tc.op, ch, nil)),
+				steptest.Section("transcript "+tc.host, h.Transcript()), steptest.Section("transcript h1", cp.Transcript()))
 		})
 	}
 }
@@ -136,7 +137,7 @@ func TestJoinStates(t *testing.T) {
 			applyErr := joinWorker.Apply(ctx, tg)
 			if tc.is == nil {
 				if err != nil || ch.Action != tc.want || applyErr != nil {
-					t.Errorf("Check: %s; Apply: %v", report(joinWorker, ch, err), applyErr)
+					t.Errorf("Check: %s; Apply: %v", steptest.Report(joinWorker, ch, err), applyErr)
 				}
 				return
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
+	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
 // adminConf is kubeadm's admin.conf, shortened.
@@ -127,7 +128,7 @@ users:
 				if !strings.Contains(string(out), "# my own clusters") || !strings.Contains(string(out), "token: secret") || k.Prefs == nil {
 					t.Errorf("the operator's own entries were not kept:\n%s", out)
 				}
-				golden(t, "kubeconfig-merged", string(out))
+				steptest.Golden(t, "kubeconfig-merged", string(out))
 			}
 			// Merging again changes nothing.
 			again, err := kube.MergeKubeconfig(out, []byte(adminConf), "e2e", "https://172.31.10.11:6443")
