@@ -105,8 +105,9 @@ kept in git, describes the hosts, the Kubernetes version and distribution,
 networks, runtime, CNI and workloads; plan shows what would change on the
 hosts and apply converges them.
 
-Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
-2 with plan --detailed-exitcode: the plan has changes.`,
+Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step),
+or with status: the cluster is unhealthy; 2 with plan --detailed-exitcode:
+the plan has changes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       versionString(d.opt),
@@ -125,6 +126,8 @@ Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
 		newFactsCommand(d),
 		newApplyCommand(d),
 		newBundleCommand(d),
+		newStatusCommand(d),
+		newKubeconfigCommand(d),
 		newVersionCommand(d),
 	)
 	return root
