@@ -106,8 +106,9 @@ const (
 // the control plane; from here when it has none).
 func (o Health) look(ctx context.Context, h host.Host) ([]string, error) {
 	var b strings.Builder
-	b.WriteString("echo " + markReadyz + "; " + kube.Kubectl + " --request-timeout=10s get --raw=/readyz 2>&1; echo; ")
-	b.WriteString("echo " + markObjects + "; " + kube.Kubectl + " --request-timeout=20s get nodes,pods,deployments,daemonsets,statefulsets -A -o json 2>&1; ")
+	kubectl := o.Admin.OrKubeadm().Kubectl
+	b.WriteString("echo " + markReadyz + "; " + kubectl + " --request-timeout=10s get --raw=/readyz 2>&1; echo; ")
+	b.WriteString("echo " + markObjects + "; " + kubectl + " --request-timeout=20s get nodes,pods,deployments,daemonsets,statefulsets -A -o json 2>&1; ")
 	b.WriteString("echo " + markProbes + "; ")
 	if len(o.Probes) > 0 {
 		b.WriteString("if command -v curl >/dev/null 2>&1; then ")
