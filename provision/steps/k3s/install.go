@@ -238,7 +238,7 @@ func (o Install) Check(ctx context.Context, t step.Target) (step.Change, error) 
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: unitFile(o.Role), From: ft[0], To: ft[1]})
 	}
 	for _, n := range p.nolinks {
-		ch.Diff = append(ch.Diff, step.DiffLine{Key: LinkDir + "/" + n, From: "(absent)", To: "-> " + BinPath})
+		ch.Diff = append(ch.Diff, step.DiffLine{Key: LinkDir + "/" + n, From: "(absent)", To: "link to " + BinPath})
 	}
 	switch {
 	case len(ch.Diff) == 0:
