@@ -65,7 +65,7 @@ func installHost(t *testing.T, name, version string) *hosttest.Fake {
 		}
 		return nil
 	}).AnyTimes()
-	h.Expect(k3s.BinPath+" --version").Stdout("k3s version v" + version + " (0123abcd)\ngo version go1.24.9\n").AnyTimes()
+	h.Expect(k3s.BinPath + " --version").Stdout("k3s version v" + version + " (0123abcd)\ngo version go1.24.9\n").AnyTimes()
 	h.ExpectFunc("links and reload", func(l string) bool {
 		return strings.HasPrefix(l, "ln -s ") || strings.HasPrefix(l, "systemctl daemon-reload") || strings.HasPrefix(l, "systemctl try-restart")
 	}).Do(func(_ context.Context, cmd host.Cmd) error {
