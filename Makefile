@@ -56,6 +56,7 @@ cue-vet:
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/local/cluster.cue
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/ha/cluster.cue
 	$(GO) tool cue vet -c ./cue/schema.cue inventories/airgap/cluster.cue
+	$(GO) tool cue vet -c ./cue/schema.cue inventories/k3s/cluster.cue
 
 # The README's main command: three fresh local test hosts, Kubernetes built
 # from Go modules (cached per version; 20-30 min the first time), the

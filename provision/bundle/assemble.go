@@ -56,7 +56,7 @@ func Assemble(out string, opt AssembleOptions) (*Manifest, error) {
 		}
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("assemble bundle: no artifacts (bin/*, debs/*.deb, rpms/*.rpm, images/*.tar) in %s", strings.Join(opt.Sources, ", "))
+		return nil, fmt.Errorf("assemble bundle: no artifacts (bin/*, debs/*.deb, rpms/*.rpm, images/*.tar, airgap/*) in %s", strings.Join(opt.Sources, ", "))
 	}
 	// A stale manifest must not describe a half-copied directory.
 	if err := os.Remove(filepath.Join(out, ManifestName)); err != nil && !errors.Is(err, fs.ErrNotExist) {

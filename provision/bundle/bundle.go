@@ -28,6 +28,9 @@ const (
 	KindDeb    = "deb"    // debs/*.deb: installed with dpkg
 	KindRPM    = "rpm"    // rpms/*.rpm: installed with rpm
 	KindImage  = "image"  // images/*.tar: OCI archives imported into containerd
+	// KindAirgap are image archives a distribution loads by itself when it
+	// starts (airgap/*: k3s's k3s-airgap-images-ARCH.tar[.zst|.gz]).
+	KindAirgap = "airgap"
 )
 
 // File is one artifact.
@@ -163,6 +166,8 @@ func kindOf(rel string) string {
 		return KindRPM
 	case strings.HasPrefix(rel, "images/") && strings.HasSuffix(rel, ".tar"):
 		return KindImage
+	case strings.HasPrefix(rel, "airgap/") && !strings.HasSuffix(rel, "/"):
+		return KindAirgap
 	}
 	return ""
 }

@@ -122,3 +122,23 @@ func TestPackageOf(t *testing.T) {
 		}
 	}
 }
+
+// k3s's air-gap archive is no OCI image of its own: it lands in airgap/,
+// kind airgap, and is never opened as an image.
+func TestAssembleAirgap(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(src, "bin", "k3s"), []byte("k3s"))
+	write(t, filepath.Join(src, "airgap", "k3s-airgap-images-amd64.tar.zst"), []byte("zstd, not a tar"))
+	m, err := Assemble(out, AssembleOptions{Sources: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bundle{Dir: out, Manifest: *m}
+	got := b.Of(KindAirgap)
+	if len(got) != 1 || got[0].Path != "airgap/k3s-airgap-images-amd64.tar.zst" || got[0].Image != "" {
+		t.Fatalf("airgap files: %+v", got)
+	}
+	if len(b.Of(KindBinary)) != 1 {
+		t.Errorf("binaries: %+v", b.Of(KindBinary))
+	}
+}

@@ -17,7 +17,8 @@ func newBundleCommand(d *deps) *cobra.Command {
 		Use:   "bundle [PATH...] --from DIR...",
 		Short: "Assemble the air-gapped artifact bundle the spec needs",
 		Long: `Bundle assembles an air-gapped bundle from local directories laid out as
-bin/ (binaries), debs/ or rpms/ (packages) and images/ (OCI image archives):
+bin/ (binaries), debs/ or rpms/ (packages), images/ (OCI image archives) and
+airgap/ (archives a distribution loads itself: k3s's air-gap images):
 files are hard-linked or copied into the spec's artifacts.bundleDir (or --out),
 hashed, and a manifest.json with every file's sha256 is written last. Apply
 uploads from the bundle over SFTP and checks each file's sha256 on the host.`,
@@ -60,7 +61,7 @@ uploads from the bundle over SFTP and checks each file's sha256 on the host.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArray("from", nil, "directory of artifacts (bin/, debs/, rpms/, images/); repeatable")
+	cmd.Flags().StringArray("from", nil, "directory of artifacts (bin/, debs/, rpms/, images/, airgap/); repeatable")
 	cmd.Flags().String("out", "", "bundle directory (default: the spec's artifacts.bundleDir)")
 	return cmd
 }

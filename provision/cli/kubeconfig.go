@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/plan"
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
 )
@@ -96,16 +97,18 @@ func runKubeconfig(ctx context.Context, c *spec.Cluster, hosts map[string]host.H
 	return nil
 }
 
-// fetchAdminConf reads kubeadm's admin.conf from the first control plane
+// fetchAdminConf reads the admin kubeconfig (kubeadm's admin.conf, k3s's
+// k3s.yaml) from the first control plane
 // (in spec order) that gives it, saying on w which ones did not.
 func fetchAdminConf(ctx context.Context, c *spec.Cluster, hosts map[string]host.Host, w io.Writer) ([]byte, string, error) {
 	var errs []error
+	src := plan.Admin(c).Kubeconfig
 	for _, cp := range c.ControlPlanes() {
-		b, err := hosts[cp].ReadFile(ctx, kube.AdminConf)
+		b, err := hosts[cp].ReadFile(ctx, src)
 		if err == nil {
 			return b, cp, nil
 		}
-		err = fmt.Errorf("fetch %s from %s: %w", kube.AdminConf, cp, err)
+		err = fmt.Errorf("fetch %s from %s: %w", src, cp, err)
 		fmt.Fprintf(w, "%v; trying the next control plane\n", err)
 		errs = append(errs, err)
 	}

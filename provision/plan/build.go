@@ -46,7 +46,7 @@ func BuildGraph(c *spec.Cluster) (*Graph, error) {
 		return nil, fmt.Errorf("build plan: no control plane in spec")
 	}
 	b.first = b.cps[0]
-	for _, t := range []transformer{
+	transformers := []transformer{
 		hostPrep,
 		containerRuntime,
 		kubernetesBinaries,
@@ -55,7 +55,11 @@ func BuildGraph(c *spec.Cluster) (*Graph, error) {
 		workers,
 		addonsAndManifests,
 		healthAndKubeconfig,
-	} {
+	}
+	if isK3s(c) {
+		transformers = k3sTransformers() // the k3s driver (k3s.go)
+	}
+	for _, t := range transformers {
 		if err := t(b); err != nil {
 			return nil, fmt.Errorf("build plan: %w", err)
 		}
@@ -350,8 +354,8 @@ func workers(b *builder) error {
 
 func addonsAndManifests(b *builder) error {
 	var ready []string
-	if cni := b.c.Network.CNI; cni != "none" {
-		ready = append(ready, b.add(ClusterScope, true, addons.CNI{Plugin: cni, PodCIDR: b.c.Network.PodCIDR}, b.after(ClusterScope, "init")...))
+	if cni := b.c.Network.CNI; cni != "none" && !b.embeddedCNI() {
+		ready = append(ready, b.add(ClusterScope, true, addons.CNI{Plugin: cni, PodCIDR: b.c.Network.PodCIDR, Admin: b.admin()}, b.after(ClusterScope, "init")...))
 	}
 	// Workloads need their nodes: manifests wait for every join.
 	deps := append(append([]string{}, ready...), b.after(ClusterScope, "control-planes")...)
@@ -363,7 +367,7 @@ func addonsAndManifests(b *builder) error {
 	sort.Strings(names)
 	for _, name := range names {
 		m := b.c.Manifests[name]
-		op := addons.Manifest{Name: name, Path: m.Path, SpecDir: b.c.Dir, Namespace: m.Namespace, Wait: m.Wait, Timeout: b.c.Health.Timeout}
+		op := addons.Manifest{Name: name, Path: m.Path, SpecDir: b.c.Dir, Namespace: m.Namespace, Wait: m.Wait, Timeout: b.c.Health.Timeout, Admin: b.admin()}
 		ready = append(ready, b.addNamed(ClusterScope+"/"+op.Kind()+"/"+name, b.first, true, op, deps...))
 	}
 	b.phaseSteps[ClusterScope+"/addons"] = append(ready, deps...)
@@ -382,9 +386,9 @@ func healthAndKubeconfig(b *builder) error {
 		p := b.c.Health.Probes[n]
 		probes[i] = addons.Probe{Name: n, URL: p.URL, Status: p.Status}
 	}
-	b.add(ClusterScope, false, addons.Health{Nodes: names, Version: b.c.Kubernetes.Version, Timeout: b.c.Health.Timeout, Probes: probes},
+	b.add(ClusterScope, false, addons.Health{Nodes: names, Version: b.c.Kubernetes.Version, Timeout: b.c.Health.Timeout, Probes: probes, Admin: b.admin()},
 		b.after(ClusterScope, "addons")...)
-	b.add(ClusterScope, false, kube.Kubeconfig{Cluster: b.c.Name, Endpoint: endpointFromOperator(b.c, b.first)},
+	b.add(ClusterScope, false, kube.Kubeconfig{Cluster: b.c.Name, Endpoint: endpointFromOperator(b.c, b.first), Source: b.adminKubeconfig()},
 		b.after(ClusterScope, "init")...)
 	return nil
 }

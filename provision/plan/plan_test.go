@@ -19,7 +19,7 @@ import (
 // -update rewrites golden files (read by hosttest.AssertGolden).
 var _ = flag.Bool("update", false, "rewrite golden files")
 
-var inventories = []string{"local", "ha", "airgap"}
+var inventories = []string{"local", "ha", "airgap", "k3s"}
 
 func load(t testing.TB, name string) *spec.Cluster {
 	t.Helper()

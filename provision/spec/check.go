@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ var supportedVersions = map[string]string{
 	"kubeadm": ">= 1.30.0, < 1.35.0",
 	"k3s":     ">= 1.30.0, < 1.35.0",
 }
+
+// k3sBuildRE is the build metadata of k3s releases ("k3s1").
+var k3sBuildRE = regexp.MustCompile(`^k3s[0-9]+$`)
 
 // SupportedVersions returns the version constraint for a distribution.
 func SupportedVersions(distribution string) string { return supportedVersions[distribution] }
@@ -51,6 +55,7 @@ func check(c *Cluster, pos func(path ...string) string) Errors {
 	k.durations()
 	k.modules()
 	k.manifests()
+	k.k3s()
 	return k.errs
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/clusterctl/clusterctl/manifests"
 	"github.com/clusterctl/clusterctl/provision/bundle"
 	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/steps/kube"
 )
 
 // ErrOnlineCNIUnsupported: the CNI's images come only from a bundle in
@@ -68,13 +69,13 @@ func (o CNI) Check(ctx context.Context, t step.Target) (step.Change, error) {
 	if t.Facts == nil {
 		return step.Change{Action: step.ActionCreate, Diff: o.Describe()}, nil
 	}
-	return diffChange(ctx, t, objs, "", o.Describe())
+	return diffChange(ctx, t, o.Admin.OrKubeadm(), objs, "", o.Describe())
 }
 
 // diffChange is the Check of a manifest: create when the cluster is still
 // to be made or every object is new, update when some change, else none.
-func diffChange(ctx context.Context, t step.Target, objs []object, namespace string, describe []step.DiffLine) (step.Change, error) {
-	diff, fresh, err := diffObjects(ctx, t.Host, objs, namespace)
+func diffChange(ctx context.Context, t step.Target, a kube.Admin, objs []object, namespace string, describe []step.DiffLine) (step.Change, error) {
+	diff, fresh, err := diffObjects(ctx, t.Host, a, objs, namespace)
 	switch {
 	case err != nil:
 		return step.Change{}, err
@@ -99,8 +100,9 @@ func (o CNI) Apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return err
 	}
-	if err := applyObjects(ctx, t.Host, objs, ""); err != nil {
+	a := o.Admin.OrKubeadm()
+	if err := applyObjects(ctx, t.Host, a, objs, ""); err != nil {
 		return err
 	}
-	return waitRollouts(ctx, t.Host, objs, "", flannelRollout)
+	return waitRollouts(ctx, t.Host, a, objs, "", flannelRollout)
 }

@@ -116,8 +116,8 @@ func join(objs []object) []byte {
 
 // kubectlArgs are the flags every apply and diff shares; namespace is the
 // default for objects that name none.
-func kubectlArgs(verb, namespace string) string {
-	line := kube.Kubectl + " " + verb + " --server-side --field-manager=" + FieldManager + " --force-conflicts"
+func kubectlArgs(a kube.Admin, verb, namespace string) string {
+	line := a.Kubectl + " " + verb + " --server-side --field-manager=" + FieldManager + " --force-conflicts"
 	if namespace != "" {
 		line += " -n " + host.Quote(namespace)
 	}
@@ -129,11 +129,11 @@ func kubectlArgs(verb, namespace string) string {
 // control plane has no cluster yet. Batches are diffed in order; once one
 // has changes the next is not asked (its namespace or CRD may not exist
 // yet) and counts as all new.
-func diffObjects(ctx context.Context, h host.Host, objs []object, namespace string) (diff []step.DiffLine, fresh bool, err error) {
+func diffObjects(ctx context.Context, h host.Host, a kube.Admin, objs []object, namespace string) (diff []step.DiffLine, fresh bool, err error) {
 	bs := batches(objs)
 	for i, b := range bs {
 		var out bytes.Buffer
-		line := "if [ ! -e " + kube.AdminConf + " ]; then echo " + host.Quote(noCluster) + "; exit 0; fi; " + kubectlArgs("diff", namespace)
+		line := "if [ ! -e " + host.Quote(a.Kubeconfig) + " ]; then echo " + host.Quote(noCluster) + "; exit 0; fi; " + kubectlArgs(a, "diff", namespace)
 		err := h.Run(ctx, host.Cmd{Line: line, Stdin: bytes.NewReader(join(b)), Stdout: &out})
 		var ee *host.ExitError
 		switch {
@@ -192,9 +192,9 @@ func objectName(file string) string {
 
 // applyObjects server-side applies objs batch by batch (namespaces and CRDs
 // first, waiting until the CRDs are established).
-func applyObjects(ctx context.Context, h host.Host, objs []object, namespace string) error {
+func applyObjects(ctx context.Context, h host.Host, a kube.Admin, objs []object, namespace string) error {
 	for _, b := range batches(objs) {
-		if err := h.Run(ctx, host.Cmd{Line: kubectlArgs("apply", namespace), Stdin: bytes.NewReader(join(b))}); err != nil {
+		if err := h.Run(ctx, host.Cmd{Line: kubectlArgs(a, "apply", namespace), Stdin: bytes.NewReader(join(b))}); err != nil {
 			return fmt.Errorf("kubectl apply: %w", err)
 		}
 		var crds []string
@@ -204,7 +204,7 @@ func applyObjects(ctx context.Context, h host.Host, objs []object, namespace str
 			}
 		}
 		if len(crds) > 0 {
-			line := kube.Kubectl + " wait --for=condition=established --timeout=60s " + host.Join(crds...)
+			line := a.Kubectl + " wait --for=condition=established --timeout=60s " + host.Join(crds...)
 			if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 				return fmt.Errorf("wait for CRDs: %w", err)
 			}
@@ -218,7 +218,7 @@ var rollable = map[string]string{"Deployment": "deployment", "DaemonSet": "daemo
 
 // waitRollouts waits, within timeout, until every Deployment, DaemonSet
 // and StatefulSet of objs has rolled out.
-func waitRollouts(ctx context.Context, h host.Host, objs []object, namespace, timeout string) error {
+func waitRollouts(ctx context.Context, h host.Host, a kube.Admin, objs []object, namespace, timeout string) error {
 	var cmds []string
 	for _, o := range objs {
 		kind, ok := rollable[o.Kind]
@@ -233,7 +233,7 @@ func waitRollouts(ctx context.Context, h host.Host, objs []object, namespace, ti
 		if ns != "" {
 			args = append(args, "-n", ns)
 		}
-		cmds = append(cmds, kube.Kubectl+" "+host.Join(args...))
+		cmds = append(cmds, a.Kubectl+" "+host.Join(args...))
 	}
 	if len(cmds) == 0 {
 		return nil

@@ -34,14 +34,15 @@ const etcdctl = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubern
 // /readyz (and /readyz/etcd when it fails), every etcd member's health
 // through the node's etcd pod, every node, pod and workload in one list,
 // and the probes with curl (or a note that there is none).
-func lookScript(node string, probes []Probe) string {
+func lookScript(node string, probes []Probe, admin kube.Admin) string {
 	var b strings.Builder
-	b.WriteString("echo " + markReadyz + "; r=$(" + kube.Kubectl + " --request-timeout=10s get --raw=/readyz 2>&1); echo \"$r\"; ")
+	kubectl := admin.OrKubeadm().Kubectl
+	b.WriteString("echo " + markReadyz + "; r=$(" + kubectl + " --request-timeout=10s get --raw=/readyz 2>&1); echo \"$r\"; ")
 	// /readyz covers etcd: ask etcd's own check only to say why it failed.
-	b.WriteString("echo " + markEtcd + "; if [ \"$r\" = ok ]; then echo ok; else " + kube.Kubectl + " --request-timeout=10s get --raw=/readyz/etcd 2>&1; echo; fi; ")
-	b.WriteString("echo " + markMembers + "; timeout 20 " + kube.Kubectl + " --request-timeout=15s -n kube-system exec " +
+	b.WriteString("echo " + markEtcd + "; if [ \"$r\" = ok ]; then echo ok; else " + kubectl + " --request-timeout=10s get --raw=/readyz/etcd 2>&1; echo; fi; ")
+	b.WriteString("echo " + markMembers + "; timeout 20 " + kubectl + " --request-timeout=15s -n kube-system exec " +
 		host.Quote("etcd-"+node) + " -- " + etcdctl + " 2>&1; echo; ")
-	b.WriteString("echo " + markObjects + "; " + kube.Kubectl + " --request-timeout=20s get nodes,pods,deployments,daemonsets,statefulsets -A -o json 2>&1; ")
+	b.WriteString("echo " + markObjects + "; " + kubectl + " --request-timeout=20s get nodes,pods,deployments,daemonsets,statefulsets -A -o json 2>&1; ")
 	b.WriteString("echo " + markProbes + "; ")
 	if len(probes) > 0 {
 		b.WriteString("if command -v curl >/dev/null 2>&1; then ")
@@ -60,7 +61,7 @@ func lookScript(node string, probes []Probe) string {
 // report.
 func Look(ctx context.Context, h host.Host, e Expect) (*Report, error) {
 	var out strings.Builder
-	if err := h.Run(ctx, host.Cmd{Line: lookScript(h.Name(), e.Probes), Stdout: &out}); err != nil {
+	if err := h.Run(ctx, host.Cmd{Line: lookScript(h.Name(), e.Probes, e.Admin), Stdout: &out}); err != nil {
 		return nil, fmt.Errorf("look at the cluster: %w", err)
 	}
 	sections := map[string]string{}

@@ -98,7 +98,7 @@ func (o Manifest) Check(ctx context.Context, t step.Target) (step.Change, error)
 	if t.Facts == nil {
 		return step.Change{Action: step.ActionCreate, Diff: o.Describe()}, nil
 	}
-	return diffChange(ctx, t, objs, o.Namespace, o.Describe())
+	return diffChange(ctx, t, o.Admin.OrKubeadm(), objs, o.Namespace, o.Describe())
 }
 
 // Apply server-side applies the manifest (namespaces and CRDs first) and,
@@ -113,13 +113,14 @@ func (o Manifest) Apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return err
 	}
-	if err := applyObjects(ctx, t.Host, objs, o.Namespace); err != nil {
+	a := o.Admin.OrKubeadm()
+	if err := applyObjects(ctx, t.Host, a, objs, o.Namespace); err != nil {
 		return fmt.Errorf("manifest %s: %w", o.Name, err)
 	}
 	if !o.Wait {
 		return nil
 	}
-	if err := waitRollouts(ctx, t.Host, objs, o.Namespace, timeout); err != nil {
+	if err := waitRollouts(ctx, t.Host, a, objs, o.Namespace, timeout); err != nil {
 		return fmt.Errorf("manifest %s: %w", o.Name, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/steps/kube"
 )
 
 // CNI applies the bundled network plugin's manifest, templated with the
@@ -13,6 +14,9 @@ import (
 type CNI struct {
 	Plugin  string `json:"plugin"` // flannel | calico
 	PodCIDR string `json:"podCIDR"`
+	// Admin is how to run kubectl on the control plane (zero: kubeadm's);
+	// the distribution's, not the spec's, so not part of the plan.
+	Admin kube.Admin `json:"-"`
 }
 
 func (CNI) Kind() string { return "addons/cni" }
@@ -28,7 +32,8 @@ type Manifest struct {
 	Namespace string `json:"namespace,omitempty"`
 	Wait      bool   `json:"wait"`
 	// Timeout bounds the wait for rollouts (the spec's health timeout).
-	Timeout string `json:"timeout,omitempty"`
+	Timeout string     `json:"timeout,omitempty"`
+	Admin   kube.Admin `json:"-"` // as CNI's
 }
 
 func (Manifest) Kind() string { return "addons/manifest" }
@@ -50,10 +55,11 @@ type Probe struct {
 // Health checks the whole cluster: API server, etcd, nodes, system pods,
 // workloads and the spec's HTTP probes.
 type Health struct {
-	Nodes   []string `json:"nodes"`
-	Version string   `json:"version"`
-	Timeout string   `json:"timeout"`
-	Probes  []Probe  `json:"probes,omitempty"`
+	Nodes   []string   `json:"nodes"`
+	Version string     `json:"version"`
+	Timeout string     `json:"timeout"`
+	Probes  []Probe    `json:"probes,omitempty"`
+	Admin   kube.Admin `json:"-"` // as CNI's
 }
 
 func (Health) Kind() string   { return "addons/health" }

@@ -142,6 +142,8 @@ type Expect struct {
 	Nodes   []ExpectedNode
 	Version string
 	Probes  []Probe
+	// Admin runs kubectl as the cluster admin (zero: kubeadm's).
+	Admin kube.Admin
 }
 
 // ExpectedNode is one host of the spec; empty Roles are not compared.
@@ -153,7 +155,7 @@ type ExpectedNode struct {
 // Expect is the health step's expectation: its nodes (roles not compared:
 // the step does not carry them), version and probes.
 func (o Health) Expect() Expect {
-	e := Expect{Version: o.Version, Probes: o.Probes}
+	e := Expect{Version: o.Version, Probes: o.Probes, Admin: o.Admin}
 	for _, n := range o.Nodes {
 		e.Nodes = append(e.Nodes, ExpectedNode{Name: n})
 	}

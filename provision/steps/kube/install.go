@@ -22,8 +22,9 @@ import (
 // reached from where it is developed and tested).
 var ErrOnlineUnsupported = errors.New("online Kubernetes packages are not supported yet: set artifacts.mode to \"bundle\" and build a bundle with kubelet, kubeadm and kubectl in bin/ (`clusterctl bundle`)")
 
-// ErrK3sUnsupported: only the kubeadm driver exists in this version.
-var ErrK3sUnsupported = errors.New("the k3s distribution is not supported yet: use kubernetes.distribution \"kubeadm\"")
+// ErrK3sUnsupported: these are the kubeadm driver's ops; the planner
+// builds k3s clusters from provision/steps/k3s.
+var ErrK3sUnsupported = errors.New("the kubeadm driver's steps do not install k3s (the k3s driver's steps do: provision/steps/k3s)")
 
 var versionRE = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$`)
 

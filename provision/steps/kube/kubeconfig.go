@@ -56,7 +56,7 @@ func (o Kubeconfig) Check(_ context.Context, _ step.Target) (step.Change, error)
 	return ch, nil
 }
 
-// Apply fetches admin.conf from the first control plane, points it at the
+// Apply fetches admin.conf (or the Source kubeconfig) from the first control plane, points it at the
 // endpoint the operator reaches, and merges it into the operator's
 // kubeconfig as cluster, user (NAME-admin) and context NAME: entries of
 // other names are kept, entries of these names replaced; the current
@@ -66,9 +66,13 @@ func (o Kubeconfig) Apply(ctx context.Context, t step.Target) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	admin, err := t.Host.ReadFile(ctx, AdminConf)
+	src := o.Source
+	if src == "" {
+		src = AdminConf
+	}
+	admin, err := t.Host.ReadFile(ctx, src)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", AdminConf, err)
+		return fmt.Errorf("fetch %s: %w", src, err)
 	}
 	_, _, err = MergeKubeconfigFile(admin, o.Cluster, "https://"+o.Endpoint)
 	return err

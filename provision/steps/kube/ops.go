@@ -155,6 +155,9 @@ func describeNode(n Node) []step.DiffLine {
 type Kubeconfig struct {
 	Cluster  string `json:"cluster"`
 	Endpoint string `json:"endpoint"`
+	// Source is the admin kubeconfig on the control plane; empty is
+	// kubeadm's admin.conf.
+	Source string `json:"source,omitempty"`
 }
 
 func (Kubeconfig) Kind() string   { return "kube/kubeconfig" }
