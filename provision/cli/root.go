@@ -124,6 +124,7 @@ Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
 		newGraphCommand(d),
 		newFactsCommand(d),
 		newApplyCommand(d),
+		newForceUnlockCommand(d),
 		newBundleCommand(d),
 		newVersionCommand(d),
 	)

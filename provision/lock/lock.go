@@ -102,8 +102,8 @@ type Lock struct {
 type Options struct {
 	Command string
 	Owner   string
-	PID      int
-	Now      func() time.Time
+	PID     int
+	Now     func() time.Time
 	// Every is the heartbeat interval (HeartbeatEvery when 0).
 	Every time.Duration
 	// Warn receives heartbeat problems (the walk goes on: losing the lock
