@@ -86,7 +86,8 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 		}
 	}
 	s.previous = readPrevious(ctx, c, f, stderr)
-	full, err := plan.Build(c, plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version})
+	gone := connectRemoved(ctx, c, f, s.previous.Removed(c.Names()), stderr)
+	full, err := plan.Build(c, plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, Gone: gone})
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -79,6 +81,37 @@ func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writ
 			f.redactor.Redact(strings.Join(problems, "; ")))
 	}
 	return rec
+}
+
+// connectRemoved connects to the hosts that left the spec, as the record
+// says they were reached (the spec's SSH defaults fill in keys and
+// bastion). Those that cannot be reached are returned: they are taken out
+// of the cluster without being reset.
+func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []state.Host, stderr io.Writer) map[string]bool {
+	if len(removed) == 0 {
+		return nil
+	}
+	shadow := *c
+	shadow.Hosts = maps.Clone(c.Hosts)
+	gone := map[string]bool{}
+	for _, r := range removed {
+		shadow.Hosts[r.Name] = spec.Host{Address: r.Address, Roles: r.Roles, SSH: &spec.HostSSH{User: r.User, Port: r.Port}}
+		h, err := hostFor(&shadow, r.Name, f.pool, f.redactor)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = h.Run(pctx, host.Cmd{Line: "true"})
+			cancel()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: host %s left the spec and cannot be reached (%s): it is drained and removed from the cluster, but not reset\n",
+				r.Name, f.redactor.Redact(err.Error()))
+			gone[r.Name] = true
+			continue
+		}
+		f.hosts[r.Name] = h
+		f.names = append(f.names, r.Name)
+	}
+	return gone
 }
 
 func isTransport(err error) bool {

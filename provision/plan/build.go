@@ -59,6 +59,7 @@ func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
 		controlPlanes,
 		workers,
 		addonsAndManifests,
+		removals,
 		healthAndKubeconfig,
 		stateRecord,
 	} {
@@ -389,7 +390,7 @@ func healthAndKubeconfig(b *builder) error {
 		probes[i] = addons.Probe{Name: n, URL: p.URL, Status: p.Status}
 	}
 	b.add(ClusterScope, false, addons.Health{Nodes: names, Version: b.c.Kubernetes.Version, Timeout: b.c.Health.Timeout, Probes: probes},
-		b.after(ClusterScope, "addons")...)
+		append(b.after(ClusterScope, "addons"), b.after(ClusterScope, "removals")...)...)
 	b.add(ClusterScope, false, kube.Kubeconfig{Cluster: b.c.Name, Endpoint: endpointFromOperator(b.c, b.first)},
 		b.after(ClusterScope, "init")...)
 	return nil
