@@ -46,7 +46,7 @@ func TestDeleteNodeStopsTheKubeletFirst(t *testing.T) {
 	var order []string
 	cp := hosttest.NewFake(t, "h1")
 	cp.Expect(listNodes).Stdout("node/h1\nnode/h3\n")
-	cp.Expect(kube.Kubectl+" delete node h3 --ignore-not-found --wait=true --timeout=60s").Do(func(context.Context, host.Cmd) error {
+	cp.Expect(kube.Kubectl + " delete node h3 --ignore-not-found --wait=true --timeout=60s").Do(func(context.Context, host.Cmd) error {
 		order = append(order, "delete")
 		return nil
 	})
