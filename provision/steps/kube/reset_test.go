@@ -30,7 +30,9 @@ const (
 	residuePrepared = "kubelet activating enabled\nmounts 0\nchains iptables 0\nchains ip6tables 0\ncontainers 0\nnetns 0\n"
 )
 
-func isResidueProbe(l string) bool { return strings.HasPrefix(l, `echo "kubelet $(systemctl is-active`) }
+func isResidueProbe(l string) bool {
+	return strings.HasPrefix(l, `echo "kubelet $(systemctl is-active`)
+}
 
 func TestResetCheck(t *testing.T) {
 	ctx := context.Background()
