@@ -125,6 +125,9 @@ Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
 		newFactsCommand(d),
 		newApplyCommand(d),
 		newBundleCommand(d),
+		newResetCommand(d),
+		newBackupCommand(d),
+		newRestoreCommand(d),
 		newVersionCommand(d),
 	)
 	return root

@@ -77,14 +77,21 @@ type Residue struct {
 	Netns          int            // CNI network namespaces
 }
 
-// ClusterState says whether the host holds anything of a cluster (a
-// running or enabled kubelet alone is not: a freshly prepared host has one).
+// ClusterState says whether the host is (part of) a cluster member: a
+// running or enabled kubelet alone is not (a freshly prepared host has
+// one), nor are etcd snapshots kept on it.
 func (r Residue) ClusterState() bool {
-	return len(r.Files) > 0 || len(r.Dirs) > 0 || r.Mounts > 0 || len(r.Links) > 0 || r.Containers > 0 || r.Netns > 0 || r.chains() > 0
+	dirs := 0
+	for d := range r.Dirs {
+		if d != SnapshotDir {
+			dirs++
+		}
+	}
+	return len(r.Files) > 0 || dirs > 0 || r.Mounts > 0 || len(r.Links) > 0 || r.Containers > 0 || r.Netns > 0 || r.chains() > 0
 }
 
 // Empty says whether reset has nothing left to do.
-func (r Residue) Empty() bool { return !r.ClusterState() && !r.kubeletOn() }
+func (r Residue) Empty() bool { return !r.ClusterState() && r.Dirs[SnapshotDir] == 0 && !r.kubeletOn() }
 
 func (r Residue) kubeletOn() bool {
 	switch r.KubeletActive {
