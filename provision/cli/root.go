@@ -126,6 +126,9 @@ Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
 		newApplyCommand(d),
 		newForceUnlockCommand(d),
 		newBundleCommand(d),
+		newResetCommand(d),
+		newBackupCommand(d),
+		newRestoreCommand(d),
 		newVersionCommand(d),
 	)
 	return root
