@@ -3,7 +3,6 @@ package plan
 import (
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/state"
-	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
 )
 
@@ -25,9 +24,11 @@ type BuildOptions struct {
 func (o BuildOptions) Removed(c *spec.Cluster) []state.Host { return o.Previous.Removed(c.Names()) }
 
 // removals takes every host that left the spec out of the cluster, after
-// the hosts that stay (or replace it) have joined: drain, stop its kubelet
-// and delete the Node, remove its etcd member (control planes, one at a
-// time), then reset the host. Health waits for all of it.
+// the hosts that stay (or replace it) have joined: drain it, remove its
+// etcd member (control planes, one at a time, quorum checked), reset it,
+// then delete its Node (after the reset: a running kubelet would register
+// it again). A host that cannot be reached any more is not reset. Health
+// waits for all of it.
 func removals(b *builder) error {
 	deps := append(append([]string{}, b.after(ClusterScope, "control-planes")...), b.after(ClusterScope, "workers")...)
 	if b.g.Has(ClusterScope + "/addons/cni") {
@@ -35,19 +36,20 @@ func removals(b *builder) error {
 	}
 	var all []string
 	lastMember := ""
-	timeout := b.c.Health.Timeout
 	for _, r := range b.opt.Removed(b.c) {
 		id := func(kind string) string { return r.Name + "/" + kind }
-		drain := b.addNamed(id("remove/drain"), b.first, true, kube.DrainNode{Node: r.Name, Timeout: timeout}, deps...)
-		last := b.addNamed(id("remove/node"), b.first, true, kube.DeleteNode{Node: r.Name, Host: r.Name}, drain)
-		if r.Has(spec.RoleControlPlane) {
+		last := b.addNamed(id("remove/drain"), b.first, true, kube.DrainNode{Node: r.Name, Timeout: b.c.Health.Timeout}, deps...)
+		cp := r.Has(spec.RoleControlPlane)
+		if cp {
 			last = b.addNamed(id("remove/etcd-member"), b.first, true, kube.RemoveEtcdMember{Member: r.Name, Via: b.first}, last, lastMember)
 			lastMember = last
 		}
-		all = append(all, drain, last)
-		if op := resetOp(r); op != nil && !b.opt.Gone[r.Name] {
-			all = append(all, b.addNamed(id(op.Kind()), r.Name, true, op, last))
+		if !b.opt.Gone[r.Name] {
+			op := kube.Reset{ControlPlane: cp}
+			last = b.addNamed(id(op.Kind()), r.Name, true, op, last)
 		}
+		del := kube.DeleteNode{Node: r.Name, Via: b.first}
+		all = append(all, b.addNamed(id("remove/node"), b.first, true, del, last))
 	}
 	b.phaseSteps[ClusterScope+"/removals"] = all
 	return nil
@@ -78,7 +80,3 @@ func stateRecord(b *builder) error {
 	b.add(ClusterScope, false, state.Save{Record: r, Kubectl: kube.Kubectl}, sinks...)
 	return nil
 }
-
-// resetOp is the reset of a host that left the spec.
-// TODO(merge): kube.Reset from the lifecycle branch.
-func resetOp(state.Host) step.Op { return nil }

@@ -44,8 +44,16 @@ func TestRemovedHostsArePlanned(t *testing.T) {
 	}
 	before("w3/kube/join-worker", "old-w/remove/drain")
 	before("cp3/kube/join-control-plane", "old-cp/remove/drain")
-	before("old-cp/remove/drain", "old-cp/remove/node")
-	before("old-cp/remove/node", "old-cp/remove/etcd-member")
+	before("old-cp/remove/drain", "old-cp/remove/etcd-member")
+	before("old-cp/remove/etcd-member", "old-cp/kube/reset")
+	before("old-cp/kube/reset", "old-cp/remove/node")
+	before("old-w/kube/reset", "old-w/remove/node")
+	if has("old-cp2/kube/reset") {
+		t.Error("an unreachable host is reset")
+	}
+	if s, _ := g.Get("old-w/kube/reset"); s.Host != "old-w" {
+		t.Errorf("the reset runs on %s, want the leaving host", s.Host)
+	}
 	before("old-cp/remove/etcd-member", "old-cp2/remove/etcd-member")
 	before("old-w/remove/node", "cluster/addons/health")
 	before("old-cp2/remove/etcd-member", "cluster/addons/health")

@@ -12,11 +12,10 @@ import (
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
-// Taking a host out of the cluster (it left the spec), in the order the
-// upstream procedure gives: drain it, stop its kubelet and delete its Node,
-// remove its etcd member when it was a control plane, then reset it.
-// The first three run on a remaining control plane; the reset runs on the
-// host itself (see Reset).
+// Taking a host out of the cluster (it left the spec): drain it, remove
+// its etcd member when it was a control plane, reset it (see Reset), then
+// delete its Node (see DeleteNode). The Node goes after the reset because
+// a running kubelet registers a deleted Node again.
 
 // DrainNode cordons a leaving node and evicts its pods: evictions respect
 // PodDisruptionBudgets, so a budget that cannot be met stops the removal
@@ -87,48 +86,6 @@ func nodeRegistered(ctx context.Context, h host.Host, name string) (bool, error)
 		}
 	}
 	return false, nil
-}
-
-// DeleteNode stops the leaving host's kubelet (so it cannot register the
-// Node again) and deletes its Node object. A host that cannot be reached
-// any more (powered off for good) has no kubelet to stop.
-type DeleteNode struct {
-	Node string `json:"node"`
-	// Host is the leaving host's name among the step's peers.
-	Host string `json:"host"`
-}
-
-func (DeleteNode) Kind() string { return "remove/node" }
-
-func (o DeleteNode) Describe() []step.DiffLine {
-	return []step.DiffLine{{Key: "node " + o.Node, From: "registered", To: "kubelet stopped, Node deleted"}}
-}
-
-func (o DeleteNode) Check(ctx context.Context, t step.Target) (step.Change, error) {
-	if !nameRE.MatchString(o.Node) {
-		return step.Change{}, fmt.Errorf("node name %q is not a DNS name", o.Node)
-	}
-	there, err := nodeRegistered(ctx, t.Host, o.Node)
-	if err != nil || !there {
-		return step.Change{Action: step.ActionNone}, err
-	}
-	return step.Change{Action: step.ActionDelete, Diff: o.Describe()}, nil
-}
-
-func (o DeleteNode) Apply(ctx context.Context, t step.Target) error {
-	if _, err := o.Check(ctx, t); err != nil {
-		return err
-	}
-	if h, ok := t.Peers[o.Host]; ok && h != nil {
-		err := h.Run(ctx, host.Cmd{Line: "if systemctl is-active --quiet kubelet; then systemctl stop kubelet; fi"})
-		if err != nil && !errors.Is(err, host.ErrUnreachable) {
-			return fmt.Errorf("stop the kubelet on %s: %w", o.Host, err)
-		}
-	}
-	if _, err := runOut(ctx, t.Host, Kubectl+" delete node "+host.Quote(o.Node)+" --ignore-not-found --wait=true --timeout=60s"); err != nil {
-		return fmt.Errorf("delete node %s: %w", o.Node, err)
-	}
-	return nil
 }
 
 // RemoveEtcdMember removes a leaving control plane's member from the

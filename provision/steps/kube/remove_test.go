@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
@@ -38,36 +37,6 @@ func TestDrainNode(t *testing.T) {
 	}
 	if _, err := (kube.DrainNode{Node: "h3; reboot"}).Check(ctx, step.Target{Host: hosttest.NewFake(t, "h1")}); err == nil {
 		t.Fatal("a hostile node name was accepted")
-	}
-}
-
-func TestDeleteNodeStopsTheKubeletFirst(t *testing.T) {
-	ctx := context.Background()
-	var order []string
-	cp := hosttest.NewFake(t, "h1")
-	cp.Expect(listNodes).Stdout("node/h1\nnode/h3\n")
-	cp.Expect(kube.Kubectl + " delete node h3 --ignore-not-found --wait=true --timeout=60s").Do(func(context.Context, host.Cmd) error {
-		order = append(order, "delete")
-		return nil
-	})
-	leaving := hosttest.NewFake(t, "h3")
-	leaving.Expect("if systemctl is-active --quiet kubelet; then systemctl stop kubelet; fi").Do(func(context.Context, host.Cmd) error {
-		order = append(order, "stop kubelet")
-		return nil
-	})
-	tg := step.Target{Host: cp, Peers: map[string]host.Host{"h1": cp, "h3": leaving}}
-	if err := (kube.DeleteNode{Node: "h3", Host: "h3"}).Apply(ctx, tg); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(order, ",") != "stop kubelet,delete" {
-		t.Fatalf("order %v", order)
-	}
-	// A leaving host that is not connected (unreachable) only loses its Node.
-	cp2 := hosttest.NewFake(t, "h1")
-	cp2.Expect(listNodes).Stdout("node/h3\n")
-	cp2.Expect(kube.Kubectl + " delete node h3 --ignore-not-found --wait=true --timeout=60s")
-	if err := (kube.DeleteNode{Node: "h3", Host: "h3"}).Apply(ctx, step.Target{Host: cp2, Peers: map[string]host.Host{"h1": cp2}}); err != nil {
-		t.Fatal(err)
 	}
 }
 
