@@ -40,12 +40,22 @@ func skipWithoutKubernetes(t *testing.T) {
 // plane, 2 workers, flannel, the hello workload on NodePort 30080) through
 // one `clusterctl apply` from an air-gapped bundle, checked with kubectl
 // through the merged kubeconfig context, with curl from this machine and
-// on the hosts themselves; a second apply changes nothing, quickly.
+// on the hosts themselves, pod to pod across nodes, and with `clusterctl
+// status` and `kubeconfig --print`; a second apply changes nothing,
+// quickly; a worker whose kubelet stops is named by status, until it is
+// back. Peak memory is sampled throughout.
 func TestCluster(t *testing.T) {
 	skipWithoutKubernetes(t)
 	c := startCluster(t, "172.31.10", "ct10", "root", nil)
+	mem := c.watchMemory()
 	c.verify(1, 3)
+	c.checkContext()
+	c.checkKubeconfigPrint()
+	c.checkPodToPod()
+	c.checkStatusHealthy()
 	c.secondApply()
+	c.checkStatusNodeLost(3)
+	mem.finish()
 	c.report()
 }
 

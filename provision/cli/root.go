@@ -105,8 +105,9 @@ kept in git, describes the hosts, the Kubernetes version and distribution,
 networks, runtime, CNI and workloads; plan shows what would change on the
 hosts and apply converges them.
 
-Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
-2 with plan --detailed-exitcode: the plan has changes.`,
+Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step),
+or with status: the cluster is unhealthy; 2 with plan --detailed-exitcode:
+the plan has changes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       versionString(d.opt),
@@ -126,6 +127,8 @@ Exit codes: 0 success; 1 error (invalid spec, unreachable host, failed step);
 		newApplyCommand(d),
 		newForceUnlockCommand(d),
 		newBundleCommand(d),
+		newStatusCommand(d),
+		newKubeconfigCommand(d),
 		newResetCommand(d),
 		newBackupCommand(d),
 		newRestoreCommand(d),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,9 +34,17 @@ const (
 	stsBad     = `{"kind": "StatefulSet", "metadata": {"name": "db", "namespace": "default", "generation": 3}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2}}`
 )
 
-// answer is what the look script prints on the control plane.
+// answer is what the look script prints on the control plane when etcd
+// is healthy (a failing /readyz is then about something else).
 func answer(readyz string, items []string, probes string) string {
-	return "@@readyz\n" + readyz + "\n@@objects\n" + `{"apiVersion": "v1", "kind": "List", "items": [` + strings.Join(items, ",") + "]}\n@@probes\n" + probes
+	return answerEtcd(readyz, "ok", oneMember, items, probes)
+}
+
+const oneMember = `[{"endpoint":"https://172.31.10.11:2379","health":true,"took":"2.1ms"}]`
+
+func answerEtcd(readyz, etcd, members string, items []string, probes string) string {
+	return "@@readyz\n" + readyz + "\n@@etcd\n" + etcd + "\n@@members\n" + members + "\n@@objects\n" +
+		`{"apiVersion": "v1", "kind": "List", "items": [` + strings.Join(items, ",") + "]}\n@@probes\n" + probes
 }
 
 var healthyItems = []string{node("h1", "True", "v1.34.10"), node("h2", "True", "v1.34.10"), node("h3", "True", "v1.34.10"), podRunning, podApp, deployOK, dsOK}
@@ -135,5 +144,62 @@ func TestHealthInvalid(t *testing.T) {
 		if _, err := op.Check(context.Background(), step.Target{}); err == nil {
 			t.Errorf("%+v accepted", op)
 		}
+	}
+}
+
+// TestHealthEtcd: etcd as the API server sees it and as each member says;
+// a control plane without an etcd pod (external etcd) is not a problem.
+func TestHealthEtcd(t *testing.T) {
+	items := []string{node("h1", "True", "v1.34.10"), node("h2", "True", "v1.34.10"), node("h3", "True", "v1.34.10")}
+	members := `{"level":"warn","msg":"unrecognized environment variable"}` + "\n" +
+		`[{"endpoint":"https://172.31.10.11:2379","health":true,"took":"9ms"},{"endpoint":"https://172.31.10.12:2379","health":false,"took":"5s","error":"context deadline exceeded"}]` +
+		"\nError: unhealthy cluster\ncommand terminated with exit code 1"
+	for _, tc := range []struct {
+		name, readyz, etcd, members string
+		want                        []string
+	}{
+		{"member down", "ok", "ok", members, []string{"etcd member https://172.31.10.12:2379: unhealthy: context deadline exceeded"}},
+		{"readyz etcd", "[-]etcd failed: reason withheld\nreadyz check failed", "etcd failed: reason withheld", "Error from server: etcdserver: request timed out",
+			[]string{"API server /readyz: [-]etcd failed: reason withheld", "etcd: etcd failed: reason withheld"}},
+		{"no etcd pod", "ok", "ok", `Error from server (NotFound): pods "etcd-h1" not found`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := hosttest.NewFake(t, "h1")
+			h.ExpectFunc("look", isLook).Stdout(answerEtcd(tc.readyz, tc.etcd, tc.members, items, "0 200\n"))
+			op := health
+			r, err := addons.Look(context.Background(), h, op.Expect())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Healthy != (len(tc.want) == 0) || len(r.Problems) != len(tc.want) {
+				t.Errorf("healthy %v, problems %q, want %q", r.Healthy, r.Problems, tc.want)
+			}
+			for _, w := range tc.want {
+				if !slices.Contains(r.Problems, w) {
+					t.Errorf("problems lack %q: %q", w, r.Problems)
+				}
+			}
+			if tc.name == "no etcd pod" && !strings.HasPrefix(r.Etcd.MembersError, "Error from server (NotFound)") {
+				t.Errorf("members error %q", r.Etcd.MembersError)
+			}
+		})
+	}
+}
+
+// TestHealthNodeLost: the node controller marks a silent node's pods not
+// ready; the problem names the pod's node.
+func TestHealthNodeLost(t *testing.T) {
+	h := hosttest.NewFake(t, "h1")
+	pod := `{"kind": "Pod", "metadata": {"name": "kube-proxy-x", "namespace": "kube-system"}, "spec": {"nodeName": "h3"}, "status": {"phase": "Running",
+		"conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": [{"name": "kube-proxy", "ready": true}]}}`
+	items := []string{node("h1", "True", "v1.34.10"), node("h2", "True", "v1.34.10"), node("h3", "Unknown", "v1.34.10"), pod}
+	h.ExpectFunc("look", isLook).Stdout(answer("ok", items, "0 200\n"))
+	r, err := addons.Look(context.Background(), h, health.Expect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"node h3: not Ready (KubeletNotReady)", "pod kube-system/kube-proxy-x on h3: not ready"}
+	if !slices.Equal(r.Problems, want) {
+		t.Errorf("problems %q, want %q", r.Problems, want)
 	}
 }

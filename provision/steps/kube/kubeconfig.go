@@ -70,22 +70,31 @@ func (o Kubeconfig) Apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", AdminConf, err)
 	}
+	_, _, err = MergeKubeconfigFile(admin, o.Cluster, "https://"+o.Endpoint)
+	return err
+}
+
+// MergeKubeconfigFile merges admin into the operator's kubeconfig
+// (KubeconfigPath) as MergeKubeconfig does, writing the file atomically
+// with mode 0600 and only when its content changes. It returns the file's
+// path and whether it was written.
+func MergeKubeconfigFile(admin []byte, name, server string) (path string, changed bool, err error) {
 	p, err := KubeconfigPath()
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	old, err := os.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", p, err)
+		return p, false, fmt.Errorf("read %s: %w", p, err)
 	}
-	merged, err := MergeKubeconfig(old, admin, o.Cluster, "https://"+o.Endpoint)
+	merged, err := MergeKubeconfig(old, admin, name, server)
 	if err != nil {
-		return fmt.Errorf("merge into %s: %w", p, err)
+		return p, false, fmt.Errorf("merge into %s: %w", p, err)
 	}
 	if bytes.Equal(old, merged) {
-		return nil
+		return p, false, nil
 	}
-	return writePrivate(p, merged)
+	return p, true, writePrivate(p, merged)
 }
 
 // writePrivate writes b to p atomically with mode 0600 (its directory

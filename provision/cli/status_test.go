@@ -1,0 +1,231 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/host/hosttest"
+	"github.com/clusterctl/clusterctl/provision/render"
+	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/steps/addons"
+)
+
+// testSpec loads a spec written from body.
+func testSpec(t *testing.T, body string) *spec.Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cluster.cue"), []byte("package clusterctl\n\ncluster: {\n"+body+"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := spec.Load([]string{dir}, spec.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const oneCPSpec = `
+	name: "e2e"
+	kubernetes: version: "1.34.10"
+	hosts: {
+		h1: {address: "172.31.10.11", roles: ["control-plane"]}
+		h2: {address: "172.31.10.12", roles: ["worker"]}
+		h3: {address: "172.31.10.13", roles: ["worker"]}
+	}
+	health: probes: "hello-h2": {url: "http://172.31.10.12:30080/"}`
+
+const haSpec = `
+	name: "ha"
+	kubernetes: {version: "1.34.10", controlPlaneEndpoint: mode: "node-local"}
+	hosts: {
+		h1: {address: "172.31.13.11", roles: ["control-plane"]}
+		h2: {address: "172.31.13.12", roles: ["control-plane"]}
+		h3: {address: "172.31.13.13", roles: ["control-plane"]}
+		h4: {address: "172.31.13.14", roles: ["worker"]}
+	}
+	health: probes: "hello-h4": {url: "http://172.31.13.14:30080/"}`
+
+// nodeJSON is a Node as kubectl lists it.
+func nodeJSON(name, ready, reason, version, ip string, roles ...string) string {
+	labels := []string{`"kubernetes.io/hostname": "` + name + `"`}
+	for _, r := range roles {
+		labels = append(labels, `"node-role.kubernetes.io/`+r+`": ""`)
+	}
+	return fmt.Sprintf(`{"kind": "Node", "metadata": {"name": %q, "labels": {%s}}, "status": {"conditions": [{"type": "Ready", "status": %q, "reason": %q}],
+		"nodeInfo": {"kubeletVersion": %q}, "addresses": [{"type": "InternalIP", "address": %q}, {"type": "Hostname", "address": %q}]}}`,
+		name, strings.Join(labels, ", "), ready, reason, version, ip, name)
+}
+
+func podJSON(name, node string, ready bool) string {
+	cond := "True"
+	if !ready {
+		cond = "False"
+	}
+	return fmt.Sprintf(`{"kind": "Pod", "metadata": {"name": %q, "namespace": "kube-system"}, "spec": {"nodeName": %q},
+		"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": %q}], "containerStatuses": [{"name": "c", "ready": true}]}}`, name, node, cond)
+}
+
+func lookAnswer(readyz, etcd, members string, items []string, probes string) string {
+	return "@@readyz\n" + readyz + "\n@@etcd\n" + etcd + "\n@@members\n" + members + "\n@@objects\n" +
+		`{"apiVersion": "v1", "kind": "List", "items": [` + strings.Join(items, ",\n") + "]}\n@@probes\n" + probes
+}
+
+func isLook(l string) bool { return strings.HasPrefix(l, "echo @@readyz; ") }
+
+func fakes(t *testing.T, names ...string) (map[string]host.Host, map[string]*hosttest.Fake) {
+	hosts, fs := map[string]host.Host{}, map[string]*hosttest.Fake{}
+	for _, n := range names {
+		f := hosttest.NewFake(t, n)
+		hosts[n], fs[n] = f, f
+	}
+	return hosts, fs
+}
+
+// goldenStatus renders r both ways and compares with testdata/status/NAME.
+func goldenStatus(t *testing.T, name string, r *addons.Report) {
+	t.Helper()
+	var text, js bytes.Buffer
+	if err := render.StatusText(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := render.StatusJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	hosttest.AssertGolden(t, filepath.Join("testdata", "status", name+".txt"), text.String())
+	hosttest.AssertGolden(t, filepath.Join("testdata", "status", name+".json"), js.String())
+}
+
+func TestStatusHealthy(t *testing.T) {
+	c := testSpec(t, oneCPSpec)
+	e, err := statusExpect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, f := fakes(t, "h1", "h2", "h3")
+	for _, h := range f {
+		h.Expect("true")
+	}
+	f["h1"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok",
+		`{"level":"warn","msg":"unrecognized environment variable"}`+"\n"+`[{"endpoint":"https://172.31.10.11:2379","health":true,"took":"10.6ms"}]`,
+		[]string{
+			nodeJSON("h1", "True", "KubeletReady", "v1.34.10", "172.31.10.11", "control-plane"),
+			nodeJSON("h2", "True", "KubeletReady", "v1.34.10", "172.31.10.12"),
+			nodeJSON("h3", "True", "KubeletReady", "v1.34.10", "172.31.10.13"),
+			podJSON("etcd-h1", "h1", true),
+			podJSON("kube-proxy-abcde", "h2", true),
+		}, "0 200\n"))
+	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	if !r.Healthy || r.CheckedFrom != "h1" || len(r.Problems) != 0 {
+		t.Errorf("healthy %v from %q, problems %q", r.Healthy, r.CheckedFrom, r.Problems)
+	}
+	goldenStatus(t, "healthy", r)
+}
+
+// TestStatusLostControlPlane: the first control plane is down: its SSH is
+// reported, the look runs on the second, and every sign of the lost member
+// names it (node, etcd member, its pods).
+func TestStatusLostControlPlane(t *testing.T) {
+	c := testSpec(t, haSpec)
+	e, err := statusExpect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, f := fakes(t, "h1", "h2", "h3", "h4")
+	f["h1"].Expect("true").Err(fmt.Errorf("h1: dial h1 (root@172.31.13.11:22): dial tcp 172.31.13.11:22: connect: no route to host: %w", host.ErrUnreachable))
+	for _, n := range []string{"h2", "h3", "h4"} {
+		f[n].Expect("true")
+	}
+	members := `[{"endpoint":"https://172.31.13.12:2379","health":true,"took":"9ms"},{"endpoint":"https://172.31.13.13:2379","health":true,"took":"11ms"},` +
+		`{"endpoint":"https://172.31.13.11:2379","health":false,"took":"5.0s","error":"context deadline exceeded"}]` + "\nError: unhealthy cluster\ncommand terminated with exit code 1"
+	f["h2"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok", members, []string{
+		nodeJSON("h1", "Unknown", "NodeStatusUnknown", "v1.34.10", "172.31.13.11", "control-plane"),
+		nodeJSON("h2", "True", "KubeletReady", "v1.34.10", "172.31.13.12", "control-plane"),
+		nodeJSON("h3", "True", "KubeletReady", "v1.34.10", "172.31.13.13"),
+		nodeJSON("h4", "True", "KubeletReady", "v1.33.13", "172.31.13.14"),
+		nodeJSON("h9", "True", "KubeletReady", "v1.34.10", "172.31.13.19"),
+		podJSON("etcd-h1", "h1", false),
+		podJSON("etcd-h2", "h2", true),
+		`{"kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 5, "updatedNumberScheduled": 5, "numberAvailable": 4}}`,
+	}, "0 503\n"))
+	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	if r.Healthy || r.CheckedFrom != "h2" {
+		t.Errorf("healthy %v from %q", r.Healthy, r.CheckedFrom)
+	}
+	for _, want := range []string{
+		"node h1: unreachable over SSH (dial h1 (root@172.31.13.11:22): dial tcp 172.31.13.11:22: connect: no route to host: host unreachable)",
+		"node h1: not Ready (NodeStatusUnknown)",
+		"etcd member h1 (https://172.31.13.11:2379): unhealthy: context deadline exceeded",
+		"pod kube-system/etcd-h1 on h1: not ready",
+		"node h3: not a control plane in the cluster, but the spec says it is",
+		"node h4: kubelet v1.33.13, want v1.34.10",
+		"daemonset kube-system/kube-proxy: 4 of 5 pods available (5 updated)",
+		"probe hello-h4 (http://172.31.13.14:30080/): status 503, want 200",
+	} {
+		if !contains(r.Problems, want) {
+			t.Errorf("problems lack %q:\n%s", want, strings.Join(r.Problems, "\n"))
+		}
+	}
+	if n := r.Node("h9"); n == nil || n.InSpec || n.Healthy || contains(r.Problems, "node h9: not in the spec") {
+		t.Errorf("a node not in the spec: %+v; problems %q", n, r.Problems)
+	}
+	goldenStatus(t, "lost-control-plane", r)
+}
+
+// TestStatusNoControlPlane: no control plane answers; nothing is looked
+// at, and every host's SSH state is still reported.
+func TestStatusNoControlPlane(t *testing.T) {
+	c := testSpec(t, `
+	name: "e2e"
+	kubernetes: version: "1.34.10"
+	hosts: {
+		h1: {address: "172.31.10.11", roles: ["control-plane"]}
+		h2: {address: "172.31.10.12", roles: ["worker"]}
+	}`)
+	e, err := statusExpect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, f := fakes(t, "h1", "h2")
+	f["h1"].Expect("true").Err(fmt.Errorf("h1: dial h1 (root@172.31.10.11:22): connection refused: %w", host.ErrUnreachable))
+	f["h2"].Expect("true").Err(fmt.Errorf("h2: user root: ssh: unable to authenticate: %w", host.ErrAuthFailed))
+	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	if r.Healthy || r.CheckedFrom != "" || r.Node("h2").SSH != addons.SSHFailed {
+		t.Errorf("healthy %v from %q, h2 %+v", r.Healthy, r.CheckedFrom, r.Node("h2"))
+	}
+	goldenStatus(t, "no-control-plane", r)
+}
+
+// TestStatusLookFails: a control plane answers SSH but the look fails
+// there (sudo refused): the next control plane is asked.
+func TestStatusLookFails(t *testing.T) {
+	c := testSpec(t, haSpec)
+	e, err := statusExpect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, f := fakes(t, "h1", "h2", "h3", "h4")
+	for _, h := range f {
+		h.Expect("true")
+	}
+	f["h1"].ExpectFunc("look", isLook).Err(fmt.Errorf("h1: sudo: %w", host.ErrSudoPasswordNeed))
+	f["h2"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok", `[]`, nil, "0 200\n"))
+	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	if r.CheckedFrom != "h2" || !contains(r.Problems, "node h1: look at the cluster failed here: look at the cluster: h1: sudo: sudo requires a password") {
+		t.Errorf("from %q, problems %q", r.CheckedFrom, r.Problems)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
