@@ -97,12 +97,16 @@ func TestScale(t *testing.T) {
 	}
 	out := e.clusterctl(0, "plan", e.spec)
 	mustContain(t, out, "Last applied ", "from commit "+rec.Git.Commit[:12], "The spec is unchanged since.")
+	out = e.clusterctl(0, "status", e.spec)
+	mustContain(t, out, "from commit "+rec.Git.Commit[:12], "the spec here is the one applied")
 
 	// A dead holder's lock: refused as stale, released by ID.
 	dead := `{"id":"deadbeefdeadbeef","owner":"ci@runner-7","pid":4242,"command":"apply","host":"h1","started":"2026-01-01T00:00:00Z","heartbeat":"2026-01-01T00:00:00Z"}`
 	e.sh(1, "mkdir -p /var/lib/clusterctl && printf '%s\\n' '"+dead+"' > /var/lib/clusterctl/lock.json")
 	out = e.clusterctl(1, "apply", "--yes", e.spec)
 	mustContain(t, out, "the cluster is locked by ci@runner-7 (pid 4242", "STALE", "clusterctl force-unlock deadbeefdeadbeef")
+	out = e.clusterctl(0, "status", e.spec)
+	mustContain(t, out, "Locked by ci@runner-7 (pid 4242", "lock ID deadbeefdeadbeef (STALE")
 	e.clusterctl(1, "force-unlock", "0123456789abcdef", e.spec)
 	out = e.clusterctl(0, "force-unlock", "deadbeefdeadbeef", e.spec)
 	mustContain(t, out, "Released lock deadbeefdeadbeef held by ci@runner-7")

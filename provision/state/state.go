@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/lock"
 )
 
 // Where the record lives.
@@ -141,4 +142,17 @@ func parse(out string) (*Record, error) {
 		return nil, fmt.Errorf("%w: format %d, this clusterctl reads format %d (upgrade clusterctl)", ErrUnreadable, r.Format, FormatVersion)
 	}
 	return &r, nil
+}
+
+// Status is what `clusterctl status` shows of the record and the lock.
+type Status struct {
+	// LastApply is nil when the cluster has no record.
+	LastApply *Record `json:"lastApply"`
+	// SpecChanged: the spec here differs from the last applied one.
+	SpecChanged bool `json:"specChanged"`
+	// Lock is the lock's holder, nil when nobody holds it.
+	Lock      *lock.Info `json:"lock,omitempty"`
+	LockStale bool       `json:"lockStale,omitempty"`
+	// Error says what could not be read.
+	Error string `json:"error,omitempty"`
 }
