@@ -20,9 +20,11 @@ import (
 	"github.com/clusterctl/clusterctl/provision/execute"
 	"github.com/clusterctl/clusterctl/provision/facts"
 	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/lock"
 	"github.com/clusterctl/clusterctl/provision/plan"
 	"github.com/clusterctl/clusterctl/provision/render"
 	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/state"
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
@@ -35,25 +37,30 @@ type session struct {
 	fleet       *fleet
 	redactor    *host.Redactor
 	runner      *hostRunner
+	lock        *lock.Lock    // held for changing commands
+	previous    *state.Record // the cluster's record of its last apply
+}
+
+// sessionOptions: what a command needs of its session beyond facts.
+type sessionOptions struct {
+	// Lock names the changing command that locks the cluster for the
+	// session's life ("" for read-only commands).
+	Lock string
 }
 
 // openSession loads the spec, connects and gathers facts from every host.
 func openSession(ctx context.Context, d *deps, args []string, stderr io.Writer) (*session, error) {
+	return openSessionWith(ctx, d, args, stderr, sessionOptions{})
+}
+
+// openSessionWith also locks the cluster when asked, and reads the
+// cluster's record of its last apply before planning.
+func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writer, o sessionOptions) (_ *session, err error) {
 	c, err := loadSpec(args)
 	if err != nil {
 		return nil, err
 	}
-	full, err := plan.BuildGraph(c)
-	if err != nil {
-		return nil, err
-	}
-	g, unavailable, err := plan.Runnable(full)
-	if err != nil {
-		return nil, err
-	}
-	if g, err = plan.Select(g, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip")); err != nil {
-		return nil, err
-	}
+	// What can be checked here is checked before contacting any host.
 	var b *bundle.Bundle
 	if c.Artifacts.Mode == "bundle" {
 		b, err = bundle.Open(specPath(c.Dir, c.Artifacts.BundleDir))
@@ -66,20 +73,50 @@ func openSession(ctx context.Context, d *deps, args []string, stderr io.Writer) 
 	if err != nil {
 		return nil, err
 	}
+	s := &session{c: c, fleet: f, redactor: red}
+	defer func() {
+		if err != nil {
+			s.Close()
+			err = errors.New(red.Redact(err.Error()))
+		}
+	}()
+	if o.Lock != "" {
+		if s.lock, err = takeLock(ctx, c, f, o.Lock, stderr); err != nil {
+			return nil, err
+		}
+	}
+	s.previous = readPrevious(ctx, c, f, stderr)
+	gone := connectRemoved(ctx, c, f, s.previous.Removed(c.Names()), stderr)
+	full, err := plan.Build(c, plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, Gone: gone})
+	if err != nil {
+		return nil, err
+	}
+	g, unavailable, err := plan.Runnable(full)
+	if err != nil {
+		return nil, err
+	}
+	if g, err = plan.Select(g, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip")); err != nil {
+		return nil, err
+	}
+	s.graph, s.unavailable = g, unavailable
 	start := time.Now()
 	all, err := gatherAll(ctx, f, factsRequest(g), d.v.GetInt("parallel"))
 	if err != nil {
-		f.Close()
-		return nil, errors.New(red.Redact(err.Error()))
+		return nil, err
 	}
 	fmt.Fprintf(stderr, "Gathered facts from %d hosts in %.2fs.\n", len(all), time.Since(start).Seconds())
-	return &session{
-		c: c, graph: g, unavailable: unavailable, fleet: f, redactor: red,
-		runner: &hostRunner{hosts: f.hosts, facts: all, bundle: b, redactor: red},
-	}, nil
+	s.runner = &hostRunner{hosts: f.hosts, facts: all, bundle: b, redactor: red}
+	return s, nil
 }
 
-func (s *session) Close() error { return s.fleet.Close() }
+// Close releases the lock (if held) and closes every connection.
+func (s *session) Close() error {
+	var err error
+	if s.lock != nil {
+		err = s.lock.Release(context.Background())
+	}
+	return errors.Join(err, s.fleet.Close())
+}
 
 // plan checks every runnable step against the facts.
 func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
@@ -92,6 +129,7 @@ func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 		p.FactsDigest[name] = f.Digest()
 	}
 	p.Unavailable = s.unavailable
+	p.Previous = s.previous
 	for _, a := range args {
 		if abs, err := filepath.Abs(a); err == nil {
 			p.SpecPaths = append(p.SpecPaths, abs)
@@ -152,11 +190,15 @@ any host changed since the plan was made.`,
 				return err
 			}
 			ctx := cmd.Context()
-			s, err := openSession(ctx, d, args, cmd.ErrOrStderr())
+			s, err := openSessionWith(ctx, d, args, cmd.ErrOrStderr(), sessionOptions{Lock: "apply"})
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer func() {
+				if cerr := s.Close(); cerr != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning:", cerr)
+				}
+			}()
 			p, err := s.plan(ctx, args)
 			if err != nil {
 				return err

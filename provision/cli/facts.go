@@ -90,13 +90,13 @@ func printFactsTable(cmd *cobra.Command, c *spec.Cluster, all map[string]*facts.
 			swap += " (fstab)"
 		}
 		fmt.Fprintf(w, "%s\t%s %s\t%s\t%s\tv%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, f.OSID, f.OSVersion, f.Kernel, f.Init, f.CgroupV,
-			swap, f.SELinux, state(f.Firewall, f.FirewallActive), state(f.TimeSync, f.TimeSyncActive),
+			swap, f.SELinux, serviceState(f.Firewall, f.FirewallActive), serviceState(f.TimeSync, f.TimeSyncActive),
 			orNone(f.Containerd), orNone(f.Kubelet), mb(f.DiskFreeMB["/var"]))
 	}
 	w.Flush()
 }
 
-func state(name string, active bool) string {
+func serviceState(name string, active bool) string {
 	if name == "" || name == "none" {
 		return "none"
 	}

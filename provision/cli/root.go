@@ -125,9 +125,13 @@ the plan has changes.`,
 		newGraphCommand(d),
 		newFactsCommand(d),
 		newApplyCommand(d),
+		newForceUnlockCommand(d),
 		newBundleCommand(d),
 		newStatusCommand(d),
 		newKubeconfigCommand(d),
+		newResetCommand(d),
+		newBackupCommand(d),
+		newRestoreCommand(d),
 		newVersionCommand(d),
 	)
 	return root

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/provision/lock"
+	"github.com/clusterctl/clusterctl/provision/state"
 	"io"
 	"strings"
 	"sync"
@@ -147,6 +149,29 @@ func waitStatus(ctx context.Context, timeout time.Duration, look func(context.Co
 	})
 }
 
+// clusterState reads the record of the last apply and the lock from the
+// control plane the look ran on.
+func clusterState(ctx context.Context, c *spec.Cluster, name string, h host.Host, red *host.Redactor) *state.Status {
+	st := &state.Status{}
+	var errs []string
+	admin := plan.Admin(c)
+	rec, err := state.Read(ctx, h, admin.Kubectl, admin.Kubeconfig)
+	if err != nil {
+		errs = append(errs, red.Redact(err.Error()))
+	}
+	st.LastApply = rec
+	st.SpecChanged = rec != nil && rec.SpecDigest != c.Digest
+	holder, err := lock.File{Host: h, HostName: name}.Read(ctx)
+	if err != nil {
+		errs = append(errs, red.Redact(err.Error()))
+	}
+	if holder != nil {
+		st.Lock, st.LockStale = holder, holder.Stale(time.Now())
+	}
+	st.Error = strings.Join(errs, "; ")
+	return st
+}
+
 // lookStatus is one look: every host over SSH in parallel, and the look at
 // the cluster on the first control plane (in spec order) that answers;
 // while it runs, the other hosts' SSH checks go on.
@@ -181,6 +206,7 @@ func lookStatus(ctx context.Context, c *spec.Cluster, hosts map[string]host.Host
 			continue
 		}
 		r = rep
+		r.State = clusterState(ctx, c, cp, hosts[cp], red)
 		break
 	}
 	wg.Wait()

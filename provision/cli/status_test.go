@@ -3,11 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/clusterctl/clusterctl/provision/lock"
+	"github.com/clusterctl/clusterctl/provision/state"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
@@ -101,6 +105,37 @@ func goldenStatus(t *testing.T, name string, r *addons.Report) {
 	hosttest.AssertGolden(t, filepath.Join("testdata", "status", name+".json"), js.String())
 }
 
+// expectState answers the reads of the record of the last apply and of
+// the lock on the control plane the look ran on.
+func expectState(t *testing.T, h *hosttest.Fake, rec *state.Record, holder *lock.Info) {
+	t.Helper()
+	answer := "@@clusterctl-no-record\n"
+	if rec != nil {
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer = "@@clusterctl-record\n" + string(b) + "\n"
+	}
+	h.ExpectFunc("read the record", func(l string) bool { return strings.Contains(l, "get configmap clusterctl-state") }).Stdout(answer)
+	answer = "@@lock-gone\n"
+	if holder != nil {
+		b, _ := json.Marshal(holder)
+		answer = "@@lock-held\n" + string(b) + "\n"
+	}
+	h.ExpectFunc("read the lock", func(l string) bool { return strings.Contains(l, "/var/lib/clusterctl/lock.json") }).Stdout(answer)
+}
+
+func testRecord(c *spec.Cluster, digest string) *state.Record {
+	r := &state.Record{Format: state.FormatVersion, Cluster: c.Name, SpecDigest: digest, Git: &state.Git{Commit: "4f2a9c1e7b3d5a6f8e9d0c1b2a3f4e5d6c7b8a9f"},
+		Clusterctl: "v0.4.0", Distribution: "kubeadm", KubernetesVersion: "1.34.10",
+		AppliedAt: time.Date(2026, 11, 21, 18, 30, 0, 0, time.UTC), AppliedBy: "ann@laptop"}
+	for _, n := range c.Names() {
+		r.Hosts = append(r.Hosts, state.Host{Name: n, Address: c.Hosts[n].Address, Roles: c.Hosts[n].Roles, User: "root", Port: 22})
+	}
+	return r
+}
+
 func TestStatusHealthy(t *testing.T) {
 	c := testSpec(t, oneCPSpec)
 	e, err := statusExpect(c)
@@ -120,6 +155,7 @@ func TestStatusHealthy(t *testing.T) {
 			podJSON("etcd-h1", "h1", true),
 			podJSON("kube-proxy-abcde", "h2", true),
 		}, "0 200\n"))
+	expectState(t, f["h1"], testRecord(c, c.Digest), nil)
 	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
 	if !r.Healthy || r.CheckedFrom != "h1" || len(r.Problems) != 0 {
 		t.Errorf("healthy %v from %q, problems %q", r.Healthy, r.CheckedFrom, r.Problems)
@@ -153,6 +189,9 @@ func TestStatusLostControlPlane(t *testing.T) {
 		podJSON("etcd-h2", "h2", true),
 		`{"kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 5, "updatedNumberScheduled": 5, "numberAvailable": 4}}`,
 	}, "0 503\n"))
+	stale := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	expectState(t, f["h2"], testRecord(c, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+		&lock.Info{ID: "k3v7q2m9x4b8n6c1", Owner: "ci@runner-7", PID: 4242, Command: "apply", Host: "h1", Started: stale, Heartbeat: stale})
 	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
 	if r.Healthy || r.CheckedFrom != "h2" {
 		t.Errorf("healthy %v from %q", r.Healthy, r.CheckedFrom)
@@ -215,6 +254,7 @@ func TestStatusLookFails(t *testing.T) {
 	}
 	f["h1"].ExpectFunc("look", isLook).Err(fmt.Errorf("h1: sudo: %w", host.ErrSudoPasswordNeed))
 	f["h2"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok", `[]`, nil, "0 200\n"))
+	expectState(t, f["h2"], nil, nil)
 	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
 	if r.CheckedFrom != "h2" || !contains(r.Problems, "node h1: look at the cluster failed here: look at the cluster: h1: sudo: sudo requires a password") {
 		t.Errorf("from %q, problems %q", r.CheckedFrom, r.Problems)

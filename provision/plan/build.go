@@ -31,6 +31,7 @@ type builder struct {
 	g     *Graph
 	first string   // the control plane that initialises the cluster
 	cps   []string // control planes in spec order
+	opt   BuildOptions
 	// phaseSteps maps "host/phase" to the steps of that phase on the host,
 	// so later transformers depend on a phase without knowing its parts.
 	phaseSteps map[string][]string
@@ -40,8 +41,12 @@ type builder struct {
 type transformer func(b *builder) error
 
 // BuildGraph maps the spec into the complete graph of a cluster build.
-func BuildGraph(c *spec.Cluster) (*Graph, error) {
-	b := &builder{c: c, g: dag.New[step.Step](), cps: c.ControlPlanes(), phaseSteps: map[string][]string{}}
+func BuildGraph(c *spec.Cluster) (*Graph, error) { return Build(c, BuildOptions{}) }
+
+// Build maps the spec, and what the cluster recorded of its last apply,
+// into the graph of steps that converges the cluster.
+func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
+	b := &builder{c: c, g: dag.New[step.Step](), cps: c.ControlPlanes(), opt: o, phaseSteps: map[string][]string{}}
 	if len(b.cps) == 0 {
 		return nil, fmt.Errorf("build plan: no control plane in spec")
 	}
@@ -54,7 +59,9 @@ func BuildGraph(c *spec.Cluster) (*Graph, error) {
 		controlPlanes,
 		workers,
 		addonsAndManifests,
+		removals,
 		healthAndKubeconfig,
+		stateRecord,
 	}
 	if isK3s(c) {
 		transformers = k3sTransformers() // the k3s driver (k3s.go)
@@ -387,7 +394,7 @@ func healthAndKubeconfig(b *builder) error {
 		probes[i] = addons.Probe{Name: n, URL: p.URL, Status: p.Status}
 	}
 	b.add(ClusterScope, false, addons.Health{Nodes: names, Version: b.c.Kubernetes.Version, Timeout: b.c.Health.Timeout, Probes: probes, Admin: b.admin()},
-		b.after(ClusterScope, "addons")...)
+		append(b.after(ClusterScope, "addons"), b.after(ClusterScope, "removals")...)...)
 	b.add(ClusterScope, false, kube.Kubeconfig{Cluster: b.c.Name, Endpoint: endpointFromOperator(b.c, b.first), Source: b.adminKubeconfig()},
 		b.after(ClusterScope, "init")...)
 	return nil

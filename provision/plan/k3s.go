@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/steps/k3s"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
@@ -20,7 +21,7 @@ func isK3s(c *spec.Cluster) bool { return c.Kubernetes.Distribution == "k3s" }
 // the runtime step; its agents balance over all servers themselves, so
 // node-local endpoints need no proxy.
 func k3sTransformers() []transformer {
-	return []transformer{hostPrep, k3sBinaries, k3sServers, k3sAgents, addonsAndManifests, healthAndKubeconfig}
+	return []transformer{hostPrep, k3sBinaries, k3sServers, k3sAgents, addonsAndManifests, k3sRemovals, healthAndKubeconfig, stateRecord}
 }
 
 // admin is how the shared cluster-wide steps run kubectl.
@@ -122,5 +123,14 @@ func k3sAgents(b *builder) error {
 			append(b.after(n, "kube"), b.after(ClusterScope, "init")...)...))
 	}
 	b.phaseSteps[ClusterScope+"/workers"] = joins
+	return nil
+}
+
+// k3sRemovals: taking k3s hosts out of the cluster is not built yet; a
+// plan that needs it says so instead of leaving them behind silently.
+func k3sRemovals(b *builder) error {
+	if r := b.opt.Removed(b.c); len(r) > 0 {
+		return fmt.Errorf("host %s left the spec: removing hosts from a k3s cluster is not supported yet (drain it, run k3s-uninstall on it and delete its Node by hand)", r[0].Name)
+	}
 	return nil
 }

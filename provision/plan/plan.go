@@ -11,6 +11,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/dag"
 
 	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/state"
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
@@ -32,9 +33,12 @@ type Plan struct {
 	FactsDigest map[string]string `json:"factsDigest,omitempty"`
 	// Unavailable lists steps of a full build that this version cannot run
 	// yet; the plan stops before them.
-	Unavailable []string      `json:"unavailable,omitempty"`
-	Steps       []PlannedStep `json:"steps"`
-	Summary     Summary       `json:"summary"`
+	Unavailable []string `json:"unavailable,omitempty"`
+	// Previous is the cluster's record of its last apply, when online and
+	// the cluster has one.
+	Previous *state.Record `json:"previous,omitempty"`
+	Steps    []PlannedStep `json:"steps"`
+	Summary  Summary       `json:"summary"`
 }
 
 // PlannedStep is one step of the plan.

@@ -25,6 +25,14 @@ func PlanText(w io.Writer, p *plan.Plan) error {
 	if p.Offline {
 		fmt.Fprintln(bw, "Offline plan: facts were not gathered, so every host is treated as blank.")
 	}
+	if r := p.Previous; r != nil {
+		fmt.Fprintf(bw, "Last %s.\n", r.Summary())
+		if r.SpecDigest == p.SpecDigest {
+			fmt.Fprintln(bw, "The spec is unchanged since.")
+		} else {
+			fmt.Fprintf(bw, "The spec changed since (sha256:%.12s then).\n", r.SpecDigest)
+		}
+	}
 	if p.Summary.Changes() > 0 || p.Summary.Read > 0 {
 		fmt.Fprintln(bw, "\nclusterctl will perform these actions (+ create, ~ update, - remove, <= read):")
 	}

@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/clusterctl/clusterctl/provision/state"
 	"io"
 	"strconv"
 	"strings"
@@ -106,6 +107,7 @@ func StatusText(w io.Writer, r *addons.Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	stateLines(w, r.State)
 	if len(r.Problems) > 0 {
 		fmt.Fprintln(w, "\nProblems:")
 		for _, p := range r.Problems {
@@ -113,6 +115,32 @@ func StatusText(w io.Writer, r *addons.Report) error {
 		}
 	}
 	return nil
+}
+
+// stateLines shows the cluster's record of its last apply and its lock.
+func stateLines(w io.Writer, st *state.Status) {
+	if st == nil {
+		return
+	}
+	fmt.Fprintln(w)
+	switch r := st.LastApply; {
+	case r != nil && st.SpecChanged:
+		fmt.Fprintf(w, "Last %s; the spec here differs from it (run plan).\n", r.Summary())
+	case r != nil:
+		fmt.Fprintf(w, "Last %s; the spec here is the one applied.\n", r.Summary())
+	case st.Error == "":
+		fmt.Fprintln(w, "No record of an apply in the cluster.")
+	}
+	if l := st.Lock; l != nil {
+		stale := ""
+		if st.LockStale {
+			stale = " (STALE: its heartbeat stopped; see clusterctl force-unlock)"
+		}
+		fmt.Fprintf(w, "Locked by %s on %s, lock ID %s%s.\n", l, l.Host, l.ID, stale)
+	}
+	if st.Error != "" {
+		fmt.Fprintf(w, "Record or lock unreadable: %s\n", st.Error)
+	}
 }
 
 // StatusJSON writes the report as one indented JSON document.

@@ -1,6 +1,7 @@
 package addons
 
 import (
+	"github.com/clusterctl/clusterctl/provision/state"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,10 +59,9 @@ type Report struct {
 	// Problems lists everything unhealthy, one line each, naming the node,
 	// pod, workload or probe: nodes first, in spec order.
 	Problems []string `json:"problems"`
-	// State is the hook for the in-cluster record of the last apply (spec
-	// digest, versions, hosts): nil, and left out of the JSON, until that
-	// record exists. Judge does not look at it.
-	State any `json:"state,omitempty"`
+	// State is the cluster's record of its last apply and its lock, as
+	// status shows them; Judge does not look at it.
+	State *state.Status `json:"state,omitempty"`
 }
 
 // Check is the answer to one question about the cluster.

@@ -148,6 +148,9 @@ func (o InitControlPlane) Check(ctx context.Context, t step.Target) (step.Change
 	if err != nil {
 		return step.Change{}, err
 	}
+	if seed, err := restoreSeed(ctx, t.Host, st); err != nil || seed != "" {
+		return step.Change{Action: step.ActionCreate, Diff: append(o.Describe(), step.DiffLine{Key: "restored from", To: seed})}, err
+	}
 	ready, err := controlPlaneReady(o.Node.Name, st)
 	switch {
 	case err != nil:
@@ -171,8 +174,16 @@ func (o InitControlPlane) Apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return err
 	}
-	if ready, err := controlPlaneReady(o.Node.Name, st); err != nil || ready {
+	// A host seeded by `clusterctl restore` (SeedRestore): kubeadm init
+	// adopts its certificates and etcd data.
+	seed, err := restoreSeed(ctx, h, st)
+	if err != nil {
 		return err
+	}
+	if seed == "" {
+		if ready, err := controlPlaneReady(o.Node.Name, st); err != nil || ready {
+			return err
+		}
 	}
 	token, certKey := newToken(), newCertificateKey()
 	t.Redactor.Add(token)
@@ -182,10 +193,17 @@ func (o InitControlPlane) Apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return err
 	}
-	if err := runKubeadm(ctx, h, "init", cfg, initTimeout, "--upload-certs"); err != nil {
+	args := []string{"--upload-certs"}
+	if seed != "" {
+		args = append(args, "--ignore-preflight-errors=DirAvailable--var-lib-etcd")
+	}
+	if err := runKubeadm(ctx, h, "init", cfg, initTimeout, args...); err != nil {
 		return err
 	}
-	return waitAPI(ctx, h)
+	if err := waitAPI(ctx, h); err != nil || seed == "" {
+		return err
+	}
+	return finishRestore(ctx, h, o.Node.Name)
 }
 
 // runKubeadm uploads cfg (mode 0600) and runs `kubeadm VERB --config` with

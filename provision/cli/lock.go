@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/lock"
+	"github.com/clusterctl/clusterctl/provision/plan"
+	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/state"
+)
+
+// firstReachable runs fn on the control planes in spec order until one
+// answers: the lock and the state record live on the first control plane
+// that is up, so losing the first one does not stop the cluster's life.
+// Only unreachable hosts are skipped; any other failure is returned.
+func firstReachable(c *spec.Cluster, f *fleet, fn func(name string, h host.Host) error) error {
+	var down []string
+	for _, name := range c.ControlPlanes() {
+		err := fn(name, f.hosts[name])
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, host.ErrUnreachable) && !errors.Is(err, host.ErrDisconnected) {
+			return err
+		}
+		down = append(down, fmt.Sprintf("%s: %v", name, err))
+	}
+	return fmt.Errorf("no control plane is reachable: %s", strings.Join(down, "; "))
+}
+
+// takeLock locks the cluster for a changing command (apply, reset,
+// restore, force-unlock excepted).
+func takeLock(ctx context.Context, c *spec.Cluster, f *fleet, command string, stderr io.Writer) (*lock.Lock, error) {
+	var l *lock.Lock
+	err := firstReachable(c, f, func(name string, h host.Host) error {
+		var err error
+		l, err = lock.File{Host: h, HostName: name}.Acquire(ctx, lock.Options{
+			Command: command,
+			Warn:    func(msg string) { fmt.Fprintln(stderr, "warning:", f.redactor.Redact(msg)) },
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock the cluster: %w", err)
+	}
+	return l, nil
+}
+
+// readPrevious reads the cluster's record of its last apply from the first
+// control plane that answers. A cluster whose record cannot be read is
+// planned without it, with a warning: removed hosts then go unplanned.
+func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writer) *state.Record {
+	var rec *state.Record
+	var problems []string
+	for _, name := range c.ControlPlanes() {
+		admin := plan.Admin(c)
+		r, err := state.Read(ctx, f.hosts[name], admin.Kubectl, admin.Kubeconfig)
+		if err == nil {
+			rec = r
+			if r != nil || len(problems) == 0 {
+				return rec
+			}
+			// No cluster on this one, but another one failed: keep looking.
+			continue
+		}
+		var exit *host.ExitError
+		if errors.As(err, &exit) || !isTransport(err) {
+			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+		} // a host that cannot be reached is reported by the fact gathering
+	}
+	if len(problems) > 0 && rec == nil {
+		fmt.Fprintf(stderr, "warning: could not read the cluster's record of its last apply (%s); hosts removed from the spec since then are not planned\n",
+			f.redactor.Redact(strings.Join(problems, "; ")))
+	}
+	return rec
+}
+
+// connectRemoved connects to the hosts that left the spec, as the record
+// says they were reached (the spec's SSH defaults fill in keys and
+// bastion). Those that cannot be reached are returned: they are taken out
+// of the cluster without being reset.
+func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []state.Host, stderr io.Writer) map[string]bool {
+	if len(removed) == 0 {
+		return nil
+	}
+	shadow := *c
+	shadow.Hosts = maps.Clone(c.Hosts)
+	gone := map[string]bool{}
+	for _, r := range removed {
+		shadow.Hosts[r.Name] = spec.Host{Address: r.Address, Roles: r.Roles, SSH: &spec.HostSSH{User: r.User, Port: r.Port}}
+		h, err := hostFor(&shadow, r.Name, f.pool, f.redactor)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = h.Run(pctx, host.Cmd{Line: "true"})
+			cancel()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: host %s left the spec and cannot be reached (%s): it is drained and removed from the cluster, but not reset\n",
+				r.Name, f.redactor.Redact(err.Error()))
+			gone[r.Name] = true
+			continue
+		}
+		f.hosts[r.Name] = h
+		f.names = append(f.names, r.Name)
+	}
+	return gone
+}
+
+func isTransport(err error) bool {
+	for _, e := range []error{host.ErrUnreachable, host.ErrDisconnected, host.ErrAuthFailed, host.ErrHostKeyMismatch, host.ErrHostKeyUnknown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func newForceUnlockCommand(d *deps) *cobra.Command {
+	return &cobra.Command{
+		Use:   "force-unlock LOCK_ID [PATH...]",
+		Short: "Release the cluster's lock left behind by a run that died",
+		Long: `Every changing command (apply, reset, restore) locks the cluster on its
+first reachable control plane; a second one is refused and told who holds
+the lock. When the holder died (killed, laptop closed, CI job cancelled),
+its heartbeat stops and the refusal says the lock is stale, with its ID.
+Make sure the holder is really gone, then release the lock with that ID.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := loadSpec(args[1:])
+			if err != nil {
+				return err
+			}
+			red := host.NewRedactor()
+			f, err := connect(c, red)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			ctx := cmd.Context()
+			err = firstReachable(c, f, func(name string, h host.Host) error {
+				holder, err := lock.File{Host: h, HostName: name}.ForceUnlock(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Released lock %s held by %s on %s.\n", holder.ID, holder, name)
+				return nil
+			})
+			if err != nil {
+				return errors.New(red.Redact(err.Error()))
+			}
+			return nil
+		},
+	}
+}

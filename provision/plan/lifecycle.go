@@ -1,0 +1,82 @@
+package plan
+
+import (
+	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/state"
+	"github.com/clusterctl/clusterctl/provision/steps/kube"
+)
+
+// BuildOptions is what the planner knows beyond the spec when online.
+type BuildOptions struct {
+	// Previous is the cluster's record of its last apply (nil: none yet,
+	// or planning offline).
+	Previous *state.Record
+	// Git is the spec's repository, recorded after a successful apply.
+	Git *state.Git
+	// Clusterctl is this binary's version, recorded likewise.
+	Clusterctl string
+	// Gone are hosts that left the spec and cannot be reached any more:
+	// they are drained and deleted from the cluster but not reset.
+	Gone map[string]bool
+}
+
+// Removed are the hosts the cluster recorded that the spec no longer has.
+func (o BuildOptions) Removed(c *spec.Cluster) []state.Host { return o.Previous.Removed(c.Names()) }
+
+// removals takes every host that left the spec out of the cluster, after
+// the hosts that stay (or replace it) have joined: drain it, remove its
+// etcd member (control planes, one at a time, quorum checked), reset it,
+// then delete its Node (after the reset: a running kubelet would register
+// it again). A host that cannot be reached any more is not reset. Health
+// waits for all of it.
+func removals(b *builder) error {
+	deps := append(append([]string{}, b.after(ClusterScope, "control-planes")...), b.after(ClusterScope, "workers")...)
+	if b.g.Has(ClusterScope + "/addons/cni") {
+		deps = append(deps, ClusterScope+"/addons/cni")
+	}
+	var all []string
+	lastMember := ""
+	for _, r := range b.opt.Removed(b.c) {
+		id := func(kind string) string { return r.Name + "/" + kind }
+		last := b.addNamed(id("remove/drain"), b.first, true, kube.DrainNode{Node: r.Name, Timeout: b.c.Health.Timeout}, deps...)
+		cp := r.Has(spec.RoleControlPlane)
+		if cp {
+			last = b.addNamed(id("remove/etcd-member"), b.first, true, kube.RemoveEtcdMember{Member: r.Name, Via: b.first}, last, lastMember)
+			lastMember = last
+		}
+		if !b.opt.Gone[r.Name] {
+			op := kube.Reset{ControlPlane: cp}
+			last = b.addNamed(id(op.Kind()), r.Name, true, op, last)
+		}
+		del := kube.DeleteNode{Node: r.Name, Via: b.first}
+		all = append(all, b.addNamed(id("remove/node"), b.first, true, del, last))
+	}
+	b.phaseSteps[ClusterScope+"/removals"] = all
+	return nil
+}
+
+// stateRecord ends every apply: once everything else succeeded, the
+// cluster records what was applied (see provision/state).
+func stateRecord(b *builder) error {
+	r := state.Record{
+		Format:            state.FormatVersion,
+		Cluster:           b.c.Name,
+		SpecDigest:        b.c.Digest,
+		Git:               b.opt.Git,
+		Clusterctl:        b.opt.Clusterctl,
+		Distribution:      b.c.Kubernetes.Distribution,
+		KubernetesVersion: b.c.Kubernetes.Version,
+	}
+	for _, n := range b.c.Names() {
+		s := b.c.SSHFor(n)
+		r.Hosts = append(r.Hosts, state.Host{Name: n, Address: s.Address, Roles: b.c.Hosts[n].Roles, User: s.User, Port: s.Port})
+	}
+	var sinks []string
+	for _, id := range b.g.IDs() {
+		if len(b.g.Dependents(id)) == 0 {
+			sinks = append(sinks, id)
+		}
+	}
+	b.add(ClusterScope, false, state.Save{Record: r, Kubectl: b.admin().OrKubeadm().Kubectl}, sinks...)
+	return nil
+}
