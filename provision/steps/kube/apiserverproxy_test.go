@@ -199,7 +199,9 @@ func TestInitNodeLocal(t *testing.T) {
 	h.ExpectFunc("probe", isProbe).Stdout(probeFresh)
 	h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
 	h.ExpectFunc("kubeadm init", func(l string) bool { return strings.Contains(l, "kubeadm init --config") })
-	h.ExpectFunc("wait for the API", func(l string) bool { return strings.Contains(l, "until kubectl --kubeconfig=/etc/kubernetes/admin.conf") })
+	h.ExpectFunc("wait for the API", func(l string) bool {
+		return strings.Contains(l, "until kubectl --kubeconfig=/etc/kubernetes/admin.conf")
+	})
 	if err := o.Apply(context.Background(), step.Target{Host: h, Facts: freshFacts("h1"), Bundle: testBundle(t), Redactor: host.NewRedactor()}); err != nil {
 		t.Fatal(err)
 	}
