@@ -139,6 +139,24 @@ func (c *cluster) nodeStates() (map[string]string, error) {
 	return states, nil
 }
 
+// nodesOn lists the nodes from host i through its proxy: all of them on a
+// control plane, the worker's own on the worker (a kubelet may read no
+// other node).
+func (c *cluster) nodesOn(i int) error {
+	args, want := "get nodes -o name", 4
+	if i == 4 {
+		args, want = "get node h4 -o name", 1
+	}
+	out, err := c.onNode(i, args)
+	if err == nil && strings.Count(out, "node/") != want {
+		err = fmt.Errorf("%d nodes, want %d: %s", strings.Count(out, "node/"), want, out)
+	}
+	if err != nil {
+		return fmt.Errorf("h%d: kubectl %s through its proxy: %w: %s", i, args, err, out)
+	}
+	return nil
+}
+
 // onNode runs kubectl on host i through its node-local proxy: with the
 // kubelet's own credentials on the worker, the admin's on a control plane
 // (kubeadm's admin.conf names the endpoint too).
@@ -168,7 +186,7 @@ func (c *cluster) probeAPI(cut time.Time, d time.Duration) string {
 		out, err := c.onNode(4, "get --raw=/readyz")
 		p := apiProbe{at: t0.Sub(cut), took: time.Since(t0)}
 		if err != nil || out != "ok" {
-			p.failure = fmt.Sprintf("%v: %s", err, lastLines(out, 2))
+			p.failure = fmt.Sprintf("after %s: %v: %s", p.took.Round(10*time.Millisecond), err, lastLines(out, 2))
 		}
 		probes = append(probes, p)
 		time.Sleep(500 * time.Millisecond)
@@ -199,6 +217,7 @@ func (c *cluster) powerCut(i int) {
 	}
 	cut := time.Now()
 	t.Logf("power cut %s; API from the worker right after: %s", lost, c.probeAPI(cut, 20*time.Second))
+	t.Logf("h4's haproxy after the cut:\n%s", c.e.sh(4, "journalctl -u haproxy --no-pager -n 8 -o short-precise"))
 
 	// Every survivor's proxy marks the lost API server down.
 	for _, h := range c.e.hosts.Hosts {
@@ -240,8 +259,8 @@ func (c *cluster) powerCut(i int) {
 		if h.Index == i {
 			continue
 		}
-		if out, err := c.onNode(h.Index, "get nodes -o name"); err != nil || strings.Count(out, "node/") != 4 {
-			t.Errorf("%s: kubectl through its proxy: %v: %s", h.Name, err, out)
+		if err := c.nodesOn(h.Index); err != nil {
+			t.Error(err)
 		}
 	}
 	if out, err := c.onNode(3, "get --raw=/readyz?verbose"); err != nil || !strings.Contains(out, "[+]etcd ok") {
@@ -328,13 +347,7 @@ func (c *cluster) cutFirst() {
 	cut := time.Now()
 	t.Logf("power cut h1; API from the worker right after: %s", c.probeAPI(cut, 15*time.Second))
 	for _, i := range []int{2, 3, 4} {
-		Eventually(t, fmt.Sprintf("h%d: kubectl through its proxy without h1", i), time.Minute, func() error {
-			out, err := c.onNode(i, "get nodes -o name")
-			if err == nil && strings.Count(out, "node/") != 4 {
-				err = fmt.Errorf("nodes: %s", out)
-			}
-			return err
-		})
+		Eventually(t, fmt.Sprintf("h%d: kubectl through its proxy without h1", i), time.Minute, func() error { return c.nodesOn(i) })
 	}
 	if out, err := c.onNode(2, "create configmap ha-write-h1 -n default --from-literal=lost=h1"); err != nil {
 		t.Errorf("h2: write through its proxy without h1: %v: %s", err, out)
