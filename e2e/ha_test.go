@@ -178,7 +178,10 @@ type apiProbe struct {
 
 // probeAPI asks the API from the worker through its proxy for d after a
 // cut, and summarises: failures, the slowest answer, and when the last
-// failure ended (the gap, if any).
+// failure ended (the gap, if any). A request that reached the lost member
+// in the second before its proxy marked it down fails (haproxy then cuts
+// that member's sessions, so watches move at once); the last three
+// requests must all succeed.
 func (c *cluster) probeAPI(cut time.Time, d time.Duration) string {
 	var probes []apiProbe
 	for time.Since(cut) < d {
@@ -190,6 +193,11 @@ func (c *cluster) probeAPI(cut time.Time, d time.Duration) string {
 		}
 		probes = append(probes, p)
 		time.Sleep(500 * time.Millisecond)
+	}
+	for _, p := range probes[max(0, len(probes)-3):] {
+		if p.failure != "" {
+			c.t.Errorf("API through h4's proxy still failing %s after the cut: %s", p.at.Round(100*time.Millisecond), p.failure)
+		}
 	}
 	var failed []string
 	var slowest, gapEnd time.Duration
