@@ -59,29 +59,9 @@ func TestCluster(t *testing.T) {
 	c.report()
 }
 
-// TestClusterHA: three control planes that also run workloads (stacked
-// etcd, joined one by one with uploaded certificates), provisioned as the
-// sudo user "tester". The endpoint is the first control plane's address
-// ("external" without a balancer: enough to join, not to survive its loss).
-func TestClusterHA(t *testing.T) {
-	skipWithoutKubernetes(t)
-	c := startCluster(t, "172.31.13", "ct13", "tester", func(inv string) string {
-		inv = strings.Replace(inv, `controlPlaneEndpoint: mode: "node-local"`,
-			`controlPlaneEndpoint: {mode: "external", address: "172.31.13.11", port: 6443}`, 1)
-		return strings.ReplaceAll(inv, `roles: ["control-plane"]`, `roles: ["control-plane", "worker"]`)
-	})
-	c.verify(3, 3)
-	etcd := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "pods", "-n", "kube-system", "-l", "component=etcd",
-		"-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{'\\n'}{end}")
-	if strings.Count(etcd, " Running") != 3 {
-		t.Errorf("etcd members running:\n%s", etcd)
-	}
-	if taints := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"); strings.TrimSpace(taints) != "" {
-		t.Errorf("control planes that are also workers have taints: %s", taints)
-	}
-	c.secondApply()
-	c.report()
-}
+// TestClusterHA (3 control planes + 1 worker behind the node-local API
+// server proxy, with a control plane power-cut and booted again) is in
+// ha_test.go.
 
 // cluster is one e2e cluster and what the checks need.
 type cluster struct {
@@ -100,29 +80,44 @@ func (c *cluster) phase(name string) time.Duration {
 }
 
 // startCluster builds (or finds) the artifacts, boots three hosts on net,
-// writes the spec (the inventory as rewrite makes it, when given), bundles
-// and applies it, failing on any failed step; it logs the per-phase table.
+// writes the spec (the inventory as rewrite makes it, when given, from an
+// inventory of three control planes), bundles and applies it, failing on
+// any failed step; it logs the per-phase table.
 func startCluster(t *testing.T, net, prefix, user string, rewrite func(string) string) *cluster {
+	cps := 1
+	if rewrite != nil {
+		cps = 3
+	}
+	return startClusterOf(t, 3, cps, net, prefix, user, rewrite)
+}
+
+// startClusterOf is startCluster with n hosts, the first cps of them
+// control planes.
+func startClusterOf(t *testing.T, n, cps int, net, prefix, user string, rewrite func(string) string) *cluster {
 	c := &cluster{t: t, mark: time.Now()}
 	art := BuildArtifacts(t)
 	c.phase("artifacts (e2e/artifacts/build.sh)")
 	c.kubectl = filepath.Join(art, "bin", "kubectl")
 
-	e := newEnv(t, 3, net, prefix, user)
+	e := newEnv(t, n, net, prefix, user)
 	c.e = e
-	if rewrite != nil {
-		inv, err := e.hosts.Inventory(testhostsInventory(user, 3))
+	if rewrite != nil || cps != 1 {
+		inv, err := e.hosts.Inventory(testhostsInventory(user, cps))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(e.spec, "cluster.cue"), []byte(rewrite(string(inv))), 0o644); err != nil {
+		spec := string(inv)
+		if rewrite != nil {
+			spec = rewrite(spec)
+		}
+		if err := os.WriteFile(filepath.Join(e.spec, "cluster.cue"), []byte(spec), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))
 	CopyFile(t, "../inventories/local/manifests/hello.yaml", filepath.Join(e.spec, "manifests", "hello.yaml"))
 	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", art)
-	c.phase("3 hosts booted, node debs, bundle")
+	c.phase(fmt.Sprintf("%d hosts booted, node debs, bundle", n))
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
 	t.Setenv("KUBECONFIG", c.kubeconfig)

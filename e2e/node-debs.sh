@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # node-debs.sh OUT: the .debs a test host needs beyond its base system
 # (container runtime, CNI plugins, conntrack, socat, ethtool, ipset, time
-# sync), resolved by apt against the test-host rootfs's own dpkg status so
+# sync, and haproxy for node-local API server endpoints: hostprep installs
+# it only on clusters that use one), resolved by apt against the test-host rootfs's own dpkg status so
 # exactly the missing dependencies come along, downloaded once into a cache
 # and linked into OUT/debs/. `clusterctl bundle --from OUT` then bundles them.
 set -euo pipefail
@@ -9,7 +10,7 @@ out=${1:?usage: node-debs.sh OUT}
 cache=${CLUSTERCTL_CACHE:-/var/cache/clusterctl}
 rootfs=$cache/testhosts/rootfs-bookworm
 debs=$cache/debs
-packages=(containerd runc containernetworking-plugins conntrack socat ethtool ipset systemd-timesyncd)
+packages=(containerd runc containernetworking-plugins conntrack socat ethtool ipset systemd-timesyncd haproxy)
 
 if [ ! -f "$rootfs/var/lib/dpkg/status" ]; then
 	bash "$(dirname "$0")/testhosts/make-rootfs.sh" >&2

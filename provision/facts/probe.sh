@@ -142,7 +142,7 @@ for f in $files; do
 	else kv "file.$f" missing; fi
 done
 units=
-for u in containerd kubelet k3s k3s-agent; do unit_exists $u && units="$units $u"; done
+for u in containerd kubelet k3s k3s-agent haproxy; do unit_exists $u && units="$units $u"; done
 if [ -n "$units" ]; then
 	# One systemctl call each for all units: answers come in order.
 	en=$(systemctl is-enabled $units 2>/dev/null || true)

@@ -160,6 +160,9 @@ func (b *builder) packages() []string {
 	if b.c.Network.KubeProxyMode == "ipvs" {
 		p = append(p, "ipvsadm")
 	}
+	if nodeLocal(b.c) {
+		p = append(p, "haproxy") // the node-local API server proxy
+	}
 	sort.Strings(p)
 	return p
 }
@@ -254,19 +257,24 @@ func kubernetesBinaries(b *builder) error {
 // apiServerProxy runs the node-local balancer before anything talks to the
 // endpoint through it.
 func apiServerProxy(b *builder) error {
-	ep := b.c.Kubernetes.ControlPlaneEndpoint
-	if ep == nil || ep.Mode != "node-local" {
+	if !nodeLocal(b.c) {
 		return nil
 	}
-	backends := make([]string, len(b.cps))
+	backends := make([]kube.Backend, len(b.cps))
 	for i, n := range b.cps {
-		backends[i] = net.JoinHostPort(b.c.Hosts[n].Address, "6443")
+		backends[i] = kube.Backend{Name: n, Address: net.JoinHostPort(b.c.Hosts[n].Address, strconv.Itoa(spec.APIServerPort))}
 	}
 	for _, n := range b.c.Names() {
-		id := b.add(n, true, kube.APIServerProxy{Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(ep.Port)), Backends: backends}, b.after(n, "runtime")...)
+		// After the packages (haproxy) and before kubeadm init or join.
+		id := b.add(n, true, kube.APIServerProxy{Cluster: b.c.Name, Listen: endpoint(b.c, b.first), Backends: backends}, b.after(n, "runtime")...)
 		b.phaseSteps[n+"/kube"] = append(b.phaseSteps[n+"/kube"], id)
 	}
 	return nil
+}
+
+func nodeLocal(c *spec.Cluster) bool {
+	ep := c.Kubernetes.ControlPlaneEndpoint
+	return ep != nil && ep.Mode == "node-local"
 }
 
 // apiPort is the port API servers listen on; node-local mode keeps 6443 on
@@ -275,7 +283,7 @@ func apiPort(c *spec.Cluster) int {
 	if ep := c.Kubernetes.ControlPlaneEndpoint; ep != nil && ep.Mode == "external" {
 		return ep.Port
 	}
-	return 6443
+	return spec.APIServerPort
 }
 
 func (b *builder) kubeCluster() kube.Cluster {
@@ -402,6 +410,11 @@ func healthAndKubeconfig(b *builder) error {
 
 // endpointFromOperator is where the operator's kubectl reaches the API: a
 // node-local endpoint is loopback on nodes only, so use the first server.
+// That keeps the cluster itself (kubelets, kube-proxy, pods) working
+// through the loss of any control plane, but not the operator's kubectl
+// through the loss of the first one: that takes an external endpoint (a
+// load balancer or VIP), as with k0s's node-local load balancing. The first
+// control plane is also where every cluster-wide step runs.
 func endpointFromOperator(c *spec.Cluster, first string) string {
 	if ep := c.Kubernetes.ControlPlaneEndpoint; ep != nil && ep.Mode == "external" {
 		return net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))

@@ -59,6 +59,10 @@ func check(c *Cluster, pos func(path ...string) string) Errors {
 	return k.errs
 }
 
+// APIServerPort is where the API servers listen unless an external
+// endpoint's port says otherwise (kubeadm's default).
+const APIServerPort = 6443
+
 func (k *checker) controlPlanes() {
 	cps := k.c.ControlPlanes()
 	switch {
@@ -95,6 +99,9 @@ func (k *checker) addresses() {
 	}
 	if ep := k.c.Kubernetes.ControlPlaneEndpoint; ep != nil && ep.Mode == "node-local" && ep.Address != "" {
 		k.fail([]string{"kubernetes", "controlPlaneEndpoint", "address"}, "mode \"node-local\" listens on 127.0.0.1 on every node; remove the address or use mode \"external\"")
+	}
+	if ep := k.c.Kubernetes.ControlPlaneEndpoint; ep != nil && ep.Mode == "node-local" && ep.Port == APIServerPort {
+		k.fail([]string{"kubernetes", "controlPlaneEndpoint", "port"}, "mode \"node-local\" runs its proxy on every node, control planes included, where the API server holds port %d on every address; use another port (the default is 7443)", APIServerPort)
 	}
 }
 

@@ -144,7 +144,7 @@ func (o Packages) Apply(ctx context.Context, t step.Target) error {
 		if err != nil {
 			return err
 		}
-		return InstallFromBundle(ctx, t.Host, t.Bundle, t.Bundle.Of(kind))
+		return InstallFromBundle(ctx, t.Host, t.Bundle, o.bundleFiles(t.Bundle, kind))
 	}
 	var names []string
 	for _, n := range o.Names {
@@ -158,6 +158,29 @@ func (o Packages) Apply(ctx context.Context, t step.Target) error {
 		return err
 	}
 	return InstallOnline(ctx, t.Host, pm, names)
+}
+
+// onDemand are packages a bundle may carry for a feature some clusters
+// use (haproxy: the node-local API server proxy): they are installed only
+// where the plan names them, not with the rest of the bundle, so no host
+// runs a daemon its cluster does not use.
+func onDemand(name string) bool { return name == "haproxy" }
+
+// bundleFiles are the bundle's packages of kind for this host: all of them
+// (dependencies included) but the on-demand ones the plan does not name.
+func (o Packages) bundleFiles(b *bundle.Bundle, kind string) []bundle.File {
+	named := map[string]bool{}
+	for _, n := range o.Names {
+		name, _, _ := strings.Cut(n, "=")
+		named[name] = true
+	}
+	var out []bundle.File
+	for _, f := range b.Of(kind) {
+		if !onDemand(f.Package) || named[f.Package] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // packageManager is the host's package manager, from facts or asked.

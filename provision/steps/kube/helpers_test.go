@@ -104,7 +104,11 @@ func newNode(t *testing.T, name string) *hosttest.Fake {
 				fmt.Fprintln(cmd.Stdout, "missing")
 				return nil
 			}
-			fmt.Fprintf(cmd.Stdout, "%s  -\n%o %s %s\n", sum(file.Content), host.UnixMode(file.Mode), file.Owner, file.Group)
+			owner, group := file.Owner, file.Group
+			if owner == "" { // set by SetFile: as a package installs it
+				owner, group = "root", "root"
+			}
+			fmt.Fprintf(cmd.Stdout, "%s  -\n%o %s %s\n", sum(file.Content), host.UnixMode(file.Mode), owner, group)
 			return nil
 		}).AnyTimes()
 	f.ExpectFunc("sha256sum -- FILES", func(l string) bool { return strings.Contains(l, "sha256sum -- ") }).Do(

@@ -224,6 +224,26 @@ func newNodeConfig(c Cluster, n Node, fromBundle bool) nodeConfig {
 	return cfg
 }
 
+// apiServerSANs are the spec's names plus, behind the node-local proxy, the
+// loopback names every node dials (kubeadm adds the endpoint's 127.0.0.1
+// itself; listing both says so and covers "localhost").
+func apiServerSANs(c Cluster) []string {
+	sans := append([]string{}, c.APIServerSANs...)
+	if c.EndpointMode != "node-local" {
+		return sans
+	}
+	for _, s := range []string{"127.0.0.1", "localhost"} {
+		found := false
+		for _, x := range sans {
+			found = found || x == s
+		}
+		if !found {
+			sans = append(sans, s)
+		}
+	}
+	return sans
+}
+
 // renderInit is the kubeadm init config of the first control plane.
 func renderInit(o InitControlPlane, fromBundle bool, quirks hostQuirks, token, certKey string) ([]byte, error) {
 	q := yamlString
@@ -237,7 +257,7 @@ func renderInit(o InitControlPlane, fromBundle bool, quirks hostQuirks, token, c
 		cfg.ImageRepository = q(c.ImageRepository)
 	}
 	cfg.PodSubnet, cfg.ServiceSubnet, cfg.DNSDomain = q(c.PodCIDR), q(c.ServiceCIDR), q(c.ClusterDomain)
-	for _, s := range c.APIServerSANs {
+	for _, s := range apiServerSANs(c) {
 		cfg.CertSANs = append(cfg.CertSANs, q(s))
 	}
 	cfg.CgroupDriver, cfg.ProxyMode = q(c.CgroupDriver), q(c.ProxyMode)

@@ -78,16 +78,29 @@ func (o Images) Describe() []step.DiffLine {
 	return []step.DiffLine{{Key: "images", To: o.Role + " images from the bundle"}}
 }
 
-// APIServerProxy runs a local TCP proxy on a node that balances to every API
-// server (controlPlaneEndpoint mode node-local).
+// APIServerProxy runs a local TCP proxy (haproxy) on a node that balances
+// to every API server (controlPlaneEndpoint mode node-local). Every node
+// gets it, control planes included, and every node's lists all control
+// planes from the start: members not up yet fail the health check.
 type APIServerProxy struct {
-	Listen   string   `json:"listen"`
-	Backends []string `json:"backends"`
+	Cluster  string    `json:"cluster"`
+	Listen   string    `json:"listen"` // 127.0.0.1:PORT, the cluster's endpoint
+	Backends []Backend `json:"backends"`
+}
+
+// Backend is one control plane's API server.
+type Backend struct {
+	Name    string `json:"name"`    // the node's name, haproxy's server name
+	Address string `json:"address"` // IP:6443
 }
 
 func (APIServerProxy) Kind() string { return "kube/apiserver-proxy" }
 func (o APIServerProxy) Describe() []step.DiffLine {
-	return []step.DiffLine{{Key: "listen " + o.Listen, To: strings.Join(o.Backends, ", ")}}
+	bs := make([]string, len(o.Backends))
+	for i, b := range o.Backends {
+		bs[i] = b.Name + " " + b.Address
+	}
+	return []step.DiffLine{{Key: "haproxy on " + o.Listen, To: strings.Join(bs, ", ")}}
 }
 
 // InitControlPlane initialises the cluster on its first control plane.
