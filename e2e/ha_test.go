@@ -292,11 +292,49 @@ func (c *cluster) powerCut(i int) {
 			return err
 		})
 	}
-	// TODO(status): `clusterctl status` (being written in another branch)
-	// must report exactly the lost member here: node lost NotReady, its
-	// etcd member and API server down, the proxies' backend lost DOWN.
-	// Assert it once the command exists, e.g.
-	//   out := c.e.clusterctl(2, "status", c.e.spec); mustContain(t, out, lost, ...)
+	// clusterctl status names exactly the lost member: its node (no SSH, not
+	// Ready) and its etcd member; every other node and member is healthy.
+	var rep struct {
+		Healthy     bool   `json:"healthy"`
+		CheckedFrom string `json:"checkedFrom"`
+		Nodes       []struct {
+			Name    string `json:"name"`
+			Healthy bool   `json:"healthy"`
+			SSH     string `json:"ssh"`
+		} `json:"nodes"`
+		Etcd struct {
+			Members []struct {
+				Node    string `json:"node"`
+				Healthy bool   `json:"healthy"`
+			} `json:"members"`
+		} `json:"etcd"`
+		Problems []string `json:"problems"`
+	}
+	out := c.e.clusterctl(1, "status", "-o", "json", c.e.spec)
+	if err := json.NewDecoder(strings.NewReader(out[max(strings.Index(out, "{"), 0):])).Decode(&rep); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if rep.Healthy || rep.CheckedFrom == lost || rep.CheckedFrom == "" {
+		t.Errorf("status after losing %s: healthy %v, looked from %q", lost, rep.Healthy, rep.CheckedFrom)
+	}
+	for _, n := range rep.Nodes {
+		if (n.Name == lost) == n.Healthy || (n.Name == lost) != (n.SSH != "ok") {
+			t.Errorf("status after losing %s: node %s healthy %v, ssh %s", lost, n.Name, n.Healthy, n.SSH)
+		}
+	}
+	unhealthy := 0
+	for _, m := range rep.Etcd.Members {
+		if !m.Healthy {
+			unhealthy++
+			if m.Node != lost {
+				t.Errorf("status after losing %s: etcd member of %s unhealthy", lost, m.Node)
+			}
+		}
+	}
+	if len(rep.Etcd.Members) != 3 || unhealthy != 1 {
+		t.Errorf("status after losing %s: %d etcd members, %d unhealthy; want 3 and 1", lost, len(rep.Etcd.Members), unhealthy)
+	}
+	t.Logf("clusterctl status after losing %s: %q", lost, rep.Problems)
 	c.phase("power cut " + lost + ": survivors checked")
 }
 
