@@ -102,7 +102,8 @@ func TestScale(t *testing.T) {
 
 	// A dead holder's lock: refused as stale, released by ID.
 	dead := `{"id":"deadbeefdeadbeef","owner":"ci@runner-7","pid":4242,"command":"apply","host":"h1","started":"2026-01-01T00:00:00Z","heartbeat":"2026-01-01T00:00:00Z"}`
-	e.sh(1, "mkdir -p /var/lib/clusterctl && printf '%s\\n' '"+dead+"' > /var/lib/clusterctl/lock.json")
+	// The heartbeat is the file's modification time: stopped on New Year's Day.
+	e.sh(1, "mkdir -p /var/lib/clusterctl && printf '%s\\n' '"+dead+"' > /var/lib/clusterctl/lock.json && touch -d @1767225600 /var/lib/clusterctl/lock.json")
 	out = e.clusterctl(1, "apply", "--yes", e.spec)
 	mustContain(t, out, "the cluster is locked by ci@runner-7 (pid 4242", "STALE", "clusterctl force-unlock deadbeefdeadbeef")
 	out = e.clusterctl(0, "status", e.spec)

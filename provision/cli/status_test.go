@@ -121,7 +121,7 @@ func expectState(t *testing.T, h *hosttest.Fake, rec *state.Record, holder *lock
 	answer = "@@lock-gone\n"
 	if holder != nil {
 		b, _ := json.Marshal(holder)
-		answer = "@@lock-held\n" + string(b) + "\n"
+		answer = fmt.Sprintf("@@lock-held\n%d\n%s\n", holder.Heartbeat.Unix(), b)
 	}
 	h.ExpectFunc("read the lock", func(l string) bool { return strings.Contains(l, "/var/lib/clusterctl/lock.json") }).Stdout(answer)
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/user"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,12 +32,15 @@ const (
 
 // Info is what the lock file says of its holder.
 type Info struct {
-	ID        string    `json:"id"`
-	Owner     string    `json:"owner"` // user@machine
-	PID       int       `json:"pid"`
-	Command   string    `json:"command"`
-	Host      string    `json:"host"` // the host that holds the lock file
-	Started   time.Time `json:"started"`
+	ID      string    `json:"id"`
+	Owner   string    `json:"owner"` // user@machine
+	PID     int       `json:"pid"`
+	Command string    `json:"command"`
+	Host    string    `json:"host"` // the host that holds the lock file
+	Started time.Time `json:"started"`
+	// Heartbeat is the lock file's modification time: the holder touches
+	// the file (never rewrites it), so a lock removed by force-unlock can
+	// not be brought back by a late heartbeat.
 	Heartbeat time.Time `json:"heartbeat"`
 }
 
@@ -148,8 +152,9 @@ func (f File) Acquire(ctx context.Context, o Options) (*Lock, error) {
 	path := host.Quote(f.path())
 	tmp := host.Quote(f.path() + "." + info.ID)
 	line := "umask 077; mkdir -p " + host.Quote(f.dir()) + " && printf '%s\\n' " + host.Quote(string(doc)) + " > " + tmp +
+		" && touch -c -d @" + strconv.FormatInt(now.Unix(), 10) + " " + tmp +
 		" && if ln " + tmp + " " + path + " 2>/dev/null; then rm -f " + tmp + "; echo " + markAcquired +
-		"; else rm -f " + tmp + "; echo " + markHeld + "; cat " + path + "; fi"
+		"; else rm -f " + tmp + "; echo " + markHeld + "; " + showHeld(path) + "; fi"
 	out, err := run(ctx, f.Host, line)
 	if err != nil {
 		return nil, fmt.Errorf("take the lock on %s: %w", f.HostName, err)
@@ -185,12 +190,10 @@ func (l *Lock) beat(ctx context.Context, o Options) {
 		case <-t.C:
 		}
 		info := l.Info
-		info.Heartbeat = o.Now().UTC().Truncate(time.Second)
-		doc, _ := json.Marshal(info)
 		path := host.Quote(l.file.path())
-		tmp := host.Quote(l.file.path() + ".beat." + info.ID)
-		line := "umask 077; if grep -qF " + host.Quote(`"id":"`+info.ID+`"`) + " " + path + " 2>/dev/null; then printf '%s\\n' " +
-			host.Quote(string(doc)) + " > " + tmp + " && mv -f " + tmp + " " + path + "; else echo " + markGone + "; fi"
+		// touch -c never creates: a removed lock stays removed.
+		line := "if grep -qF " + host.Quote(`"id":"`+info.ID+`"`) + " " + path + " 2>/dev/null; then touch -c -d @" +
+			strconv.FormatInt(o.Now().Unix(), 10) + " " + path + "; else echo " + markGone + "; fi"
 		rctx, cancel := context.WithTimeout(ctx, max(o.Every, 5*time.Second))
 		out, err := run(rctx, l.file.Host, line)
 		cancel()
@@ -238,7 +241,7 @@ func (l *Lock) Release(ctx context.Context) error {
 // Read returns the lock file's holder, or nil when nobody holds it.
 func (f File) Read(ctx context.Context) (*Info, error) {
 	path := host.Quote(f.path())
-	out, err := run(ctx, f.Host, "if [ -e "+path+" ]; then echo "+markHeld+"; cat "+path+"; else echo "+markGone+"; fi")
+	out, err := run(ctx, f.Host, "if [ -e "+path+" ]; then echo "+markHeld+"; "+showHeld(path)+"; else echo "+markGone+"; fi")
 	if err != nil {
 		return nil, fmt.Errorf("read the lock: %w", err)
 	}
@@ -287,11 +290,21 @@ func (f File) ForceUnlock(ctx context.Context, id string) (*Info, error) {
 	return holder, nil
 }
 
+// showHeld prints the lock file's modification time (the heartbeat, in
+// seconds since the epoch) and then its content.
+func showHeld(path string) string { return "stat -c %Y " + path + " && cat " + path }
+
 func parseInfo(body string) (Info, error) {
+	mtime, doc, _ := strings.Cut(strings.TrimSpace(body), "\n")
+	secs, err := strconv.ParseInt(strings.TrimSpace(mtime), 10, 64)
+	if err != nil {
+		return Info{}, fmt.Errorf("lock file time %q: %w", mtime, err)
+	}
 	var i Info
-	if err := json.Unmarshal([]byte(strings.TrimSpace(body)), &i); err != nil {
+	if err := json.Unmarshal([]byte(doc), &i); err != nil {
 		return Info{}, err
 	}
+	i.Heartbeat = time.Unix(secs, 0).UTC()
 	if !idRE.MatchString(i.ID) {
 		return Info{}, fmt.Errorf("lock ID %q is malformed", i.ID)
 	}
