@@ -1,0 +1,289 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// helloPDB keeps two of the three hello replicas up while nodes drain.
+const helloPDB = `apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: hello, namespace: default}
+spec:
+  minAvailable: 2
+  selector:
+    matchLabels: {app: hello}
+`
+
+// TestUpgrade: a 1 control plane + 2 worker kubeadm cluster made at
+// v1.33.13 (from that version's bundle) is upgraded to v1.34.10 by
+// changing kubernetes.version and re-bundling: the plan shows the etcd
+// snapshot, then h1, h2, h3 in that order; the apply rolls while this
+// machine sends a request every 100 ms round-robin to the NodePort of
+// every node, counting failures; afterwards every node and the API server
+// run v1.34.10, the cluster is healthy, a snapshot with its sha256 is on
+// h1, a second apply changes nothing, and a downgrade is refused by plan.
+func TestUpgrade(t *testing.T) {
+	skipWithoutKubernetes(t)
+	const net, prefix = "172.31.15", "ct15"
+	c := &cluster{t: t, mark: time.Now()}
+	oldArt := BuildArtifactsVersion(t, "v1.33.13")
+	newArt := BuildArtifactsVersion(t, "v1.34.10")
+	c.phase("artifacts v1.33.13 and v1.34.10 (e2e/artifacts/build.sh)")
+	c.kubectl = filepath.Join(newArt, "bin", "kubectl")
+
+	e := newEnv(t, 3, net, prefix, "root")
+	c.e = e
+	setVersion(t, e, "1.33.13")
+	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))
+	e.writeSpec("pdb.cue", `cluster: manifests: "hello-pdb": {path: "manifests/hello-pdb.yaml", namespace: "default"}`)
+	CopyFile(t, "../inventories/local/manifests/hello.yaml", filepath.Join(e.spec, "manifests", "hello.yaml"))
+	if err := os.WriteFile(filepath.Join(e.spec, "manifests", "hello-pdb.yaml"), []byte(helloPDB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", oldArt)
+	c.phase("3 hosts booted, node debs, v1.33.13 bundle")
+
+	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
+	t.Setenv("KUBECONFIG", c.kubeconfig)
+	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
+	failedSteps(t, ApplyEvents(out))
+	c.phase("apply: bare hosts -> healthy v1.33.13 cluster")
+	c.checkVersions("v1.33.13")
+
+	// The upgrade: the spec's version and the bundle change together.
+	setVersion(t, e, "1.34.10")
+	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", newArt)
+	plan := e.clusterctl(0, "plan", e.spec)
+	c.phase("re-bundle at v1.34.10, plan")
+	t.Logf("upgrade plan:\n%s", plan)
+	inOrder(t, plan, "  +  cluster/kube/etcd-snapshot  (on h1)", "  ~  h1/kube/upgrade", "control plane: 1.33.13 -> 1.34.10 (kubeadm upgrade plan, then kubeadm upgrade apply v1.34.10)",
+		"  ~  h2/kube/upgrade", "  ~  h3/kube/upgrade", "  <= cluster/addons/health")
+	for _, bad := range []string{"kubelet: 1.33.13 -> 1.34.10 (bundle)\n        kubeadm", "  ~  h1/kube/install"} {
+		if strings.Contains(plan, bad) {
+			t.Errorf("the plan swaps binaries outside the upgrade (%q):\n%s", bad, plan)
+		}
+	}
+
+	load := startLoad(net)
+	start := time.Now()
+	out = e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
+	roll := time.Since(start)
+	total, failed, byNode, samples := load.stop()
+	evs := ApplyEvents(out)
+	failedSteps(t, evs)
+	c.phase("apply: upgrade to v1.34.10 under load")
+	t.Logf("upgrade apply in %s, per phase:\n%s", roll.Round(100*time.Millisecond), PhaseTable(evs))
+	t.Logf("upgrade steps:\n%s", stepDurations(evs, "kube/etcd-snapshot", "kube/upgrade", "runtime/containerd", "kube/images"))
+	t.Logf("requests during the upgrade apply: %d sent, %d failed (%.2f%%); per node: %s", total, failed, 100*float64(failed)/float64(max(total, 1)), byNode)
+	for _, s := range samples {
+		t.Logf("  failed: %s", s)
+	}
+	if total < 100 {
+		t.Errorf("only %d requests were sent during the roll", total)
+	}
+
+	c.checkVersions("v1.34.10")
+	var v struct {
+		ServerVersion struct{ GitVersion string } `json:"serverVersion"`
+	}
+	if err := json.Unmarshal([]byte(Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "version", "-o", "json")), &v); err != nil || v.ServerVersion.GitVersion != "v1.34.10" {
+		t.Errorf("API server version %q (%v), want v1.34.10", v.ServerVersion.GitVersion, err)
+	}
+	c.verify(1, 3)
+	if got := e.sh(1, "cd /var/lib/clusterctl/backups && ls etcd-before-v1.34.10-*.db | wc -l && sha256sum -c --status etcd-before-v1.34.10-*.db.sha256 && echo sha256-ok && stat -c %a ."); !strings.HasPrefix(got, "1\nsha256-ok\n700") {
+		t.Errorf("etcd snapshot on h1: %q, want one snapshot whose sha256 matches, in a 0700 directory", got)
+	}
+	if got := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}{.items[*].metadata.annotations.clusterctl\\.dev/upgrade-cordoned}"); strings.TrimSpace(got) != "" {
+		t.Errorf("nodes left cordoned: %q", got)
+	}
+
+	out = e.clusterctl(0, "apply", "--yes", e.spec)
+	mustContain(t, out, "No changes.", "\n0 changed, ", " 0 failed, ")
+	e.clusterctl(0, "plan", "--detailed-exitcode", e.spec)
+	c.phase("second apply (no changes)")
+
+	// A downgrade is refused by plan, with the skew policy's words.
+	setVersion(t, e, "1.33.13")
+	out = e.clusterctl(1, "plan", e.spec)
+	mustContain(t, out, "downgrade 1.34.10 -> 1.33.13 is not supported", "kube/upgrade", "kube/etcd-snapshot")
+	setVersion(t, e, "1.34.10")
+	c.phase("downgrade refused by plan")
+	c.report()
+}
+
+// setVersion rewrites kubernetes.version in the inventory newEnv wrote.
+func setVersion(t *testing.T, e *env, v string) {
+	t.Helper()
+	p := filepath.Join(e.spec, "cluster.cue")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "kubernetes: {version: \"")
+	if i < 0 {
+		t.Fatalf("no kubernetes.version in %s:\n%s", p, s)
+	}
+	j := i + len("kubernetes: {version: \"")
+	k := strings.IndexByte(s[j:], '"')
+	s = s[:j] + v + s[j+k:]
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func failedSteps(t *testing.T, evs []ApplyEvent) {
+	t.Helper()
+	for _, ev := range evs {
+		if ev.Type == "failed" || ev.Type == "skipped" {
+			t.Errorf("%s %s: %s", ev.Step, ev.Type, ev.Error)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// inOrder checks that each want appears in out after the one before.
+func inOrder(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	rest := out
+	for _, w := range wants {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("output lacks %q after the earlier parts (or out of order):\n%s", w, out)
+		}
+		rest = rest[i+len(w):]
+	}
+}
+
+// stepDurations lists the finished steps of the given kinds with their
+// durations, in the order they finished.
+func stepDurations(evs []ApplyEvent, kinds ...string) string {
+	var b strings.Builder
+	for _, e := range evs {
+		if e.Type != "done" && e.Type != "failed" {
+			continue
+		}
+		for _, k := range kinds {
+			if Phase(e.Step) == k {
+				fmt.Fprintf(&b, "  %-28s %-9s %7.1fs  (done at %s)\n", e.Step, e.Status, e.DurationMS/1000, e.Time.Format("15:04:05"))
+			}
+		}
+	}
+	return b.String()
+}
+
+// checkVersions: every node Ready with its kubelet at version.
+func (c *cluster) checkVersions(version string) {
+	t := c.t
+	out := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("nodes:\n%s", out)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) != 3 || f[1] != version || f[2] != "True" {
+			t.Errorf("node %q, want Ready at %s", l, version)
+		}
+	}
+	t.Logf("nodes:\n%s", out)
+}
+
+// load sends GET http://NET.1N:30080/ every 100 ms, round-robin over the
+// three nodes, each on a new connection (so every request goes through
+// kube-proxy's rules of the node it reaches) with a 2 s timeout.
+type load struct {
+	mu       sync.Mutex
+	total    int
+	failed   int
+	perNode  map[string][2]int // sent, failed
+	samples  []string
+	cancel   context.CancelFunc
+	finished chan struct{}
+}
+
+func startLoad(net string) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{perNode: map[string][2]int{}, cancel: cancel, finished: make(chan struct{})}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	go func() {
+		defer close(l.finished)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		var wg sync.WaitGroup
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				wg.Wait()
+				return
+			case <-tick.C:
+			}
+			node := fmt.Sprintf("h%d", i%3+1)
+			url := fmt.Sprintf("http://%s.1%d:30080/", net, i%3+1)
+			wg.Add(1)
+			go func() { // a slow answer does not hold up the next request
+				defer wg.Done()
+				err := get(client, url)
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				n := l.perNode[node]
+				n[0]++
+				l.total++
+				if err != nil {
+					n[1]++
+					l.failed++
+					if len(l.samples) < 30 {
+						l.samples = append(l.samples, time.Now().Format("15:04:05.000")+" "+node+": "+err.Error())
+					}
+				}
+				l.perNode[node] = n
+			}()
+		}
+	}()
+	return l
+}
+
+func get(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello from hello-") {
+		return fmt.Errorf("%s: %d %q", url, resp.StatusCode, body)
+	}
+	return nil
+}
+
+func (l *load) stop() (total, failed int, perNode string, samples []string) {
+	l.cancel()
+	<-l.finished
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	names := make([]string, 0, len(l.perNode))
+	for n := range l.perNode {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %d/%d failed", n, l.perNode[n][1], l.perNode[n][0]))
+	}
+	return l.total, l.failed, strings.Join(parts, ", "), l.samples
+}
