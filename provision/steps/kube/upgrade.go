@@ -301,16 +301,17 @@ func (o UpgradeNode) Apply(ctx context.Context, t step.Target) error {
 		return err
 	}
 	if o.controlPlane() {
-		if err := waitAPI(ctx, t.Host); err != nil {
+		if err := waitAPIStable(ctx, t.Host, waitSecs); err != nil {
 			return err
 		}
+	}
+	if err := waitNodePods(ctx, cp, o.Node, waitSecs); err != nil {
+		return err
 	}
 	if cordoned || w.uncordon {
-		if err := o.uncordonNode(ctx, cp); err != nil {
-			return err
-		}
+		return o.uncordonNode(ctx, cp)
 	}
-	return waitNodePods(ctx, cp, o.Node, waitSecs)
+	return nil
 }
 
 // cordon marks the node unschedulable with clusterctl's annotation, unless
@@ -320,12 +321,20 @@ func (o UpgradeNode) cordon(ctx context.Context, cp host.Host, cv clusterVersion
 	if cv.unschedulable[o.Node] && cv.cordoned[o.Node] == "" {
 		return false, nil
 	}
-	line := Kubectl + " annotate node --overwrite " + host.Join(o.Node, CordonAnnotation+"="+GitVersion(o.Cluster.Version)) + " >/dev/null && " +
+	line := Kubectl + " annotate node --overwrite " + host.Join(o.Node, CordonAnnotation+"="+GitVersion(o.Cluster.Version)) + " && " +
 		Kubectl + " cordon " + host.Quote(o.Node)
-	if err := cp.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return false, fmt.Errorf("cordon %s: %w", o.Node, err)
+	if err := retryKubectl(ctx, cp, "cordon "+o.Node, line); err != nil {
+		return false, err
 	}
 	return true, nil
+}
+
+// retryKubectl runs an idempotent kubectl line through cp until it
+// succeeds, for up to two minutes: right after a control plane's upgrade
+// its API server may restart once more (the new kubelet restarts its
+// static pods), after the waits said it was ready.
+func retryKubectl(ctx context.Context, cp host.Host, what, line string) error {
+	return waitUntil(ctx, cp, what, "{ "+line+"; } >/dev/null 2>&1", line+" >/dev/null", 120)
 }
 
 func (o UpgradeNode) drainNode(ctx context.Context, cp host.Host) error {
@@ -338,11 +347,8 @@ func (o UpgradeNode) drainNode(ctx context.Context, cp host.Host) error {
 }
 
 func (o UpgradeNode) uncordonNode(ctx context.Context, cp host.Host) error {
-	line := Kubectl + " uncordon " + host.Quote(o.Node) + " && " + Kubectl + " annotate node " + host.Join(o.Node, CordonAnnotation+"-") + " >/dev/null"
-	if err := cp.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return fmt.Errorf("uncordon %s: %w", o.Node, err)
-	}
-	return nil
+	line := Kubectl + " uncordon " + host.Quote(o.Node) + " && " + Kubectl + " annotate node " + host.Join(o.Node, CordonAnnotation+"-")
+	return retryKubectl(ctx, cp, "uncordon "+o.Node, line)
 }
 
 // waitUntil runs check on h every 2 seconds until it succeeds or secs
@@ -351,6 +357,19 @@ func waitUntil(ctx context.Context, h host.Host, what, check, show string, secs 
 	line := fmt.Sprintf("end=$(( $(date +%%s) + %d )); until %s; do if [ $(date +%%s) -ge $end ]; then %s; exit 1; fi; sleep 2; done", secs, check, show)
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 		return fmt.Errorf("wait %ds for %s: %w", secs, what, err)
+	}
+	return nil
+}
+
+// waitAPIStable waits until a control plane's API server answers /readyz
+// ten times in a row, two seconds apart: the new kubelet may restart the
+// static pods (changed pod hashes) a little after it reports Ready.
+func waitAPIStable(ctx context.Context, h host.Host, secs int) error {
+	ready := Kubectl + " --request-timeout=5s get --raw=/readyz"
+	line := fmt.Sprintf("ok=0; end=$(( $(date +%%s) + %d )); while [ $ok -lt 10 ]; do if %s >/dev/null 2>&1; then ok=$((ok+1)); else ok=0; fi; "+
+		"if [ $(date +%%s) -ge $end ]; then %s; exit 1; fi; sleep 2; done", secs, ready, ready)
+	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
+		return fmt.Errorf("the API server did not answer steadily for 20s within %ds after the kubelet restart: %w", secs, err)
 	}
 	return nil
 }
@@ -365,12 +384,12 @@ func waitNodeAt(ctx context.Context, cp host.Host, node, version string, secs in
 }
 
 // waitNodePods waits until every pod on the node runs with all containers
-// ready (finished pods aside): its DaemonSets (CNI, kube-proxy) and static
-// pods are back before the next host is touched.
+// ready (finished pods, Succeeded or Failed, aside): its DaemonSets (CNI,
+// kube-proxy) and static pods are back before the next host is touched.
 func waitNodePods(ctx context.Context, cp host.Host, node string, secs int) error {
 	list := Kubectl + " --request-timeout=10s get pods -A --field-selector " + host.Quote("spec.nodeName="+node) + " -o jsonpath=" +
 		host.Quote(`{range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.containerStatuses[*].ready}{"\n"}{end}`)
-	bad := `awk 'NF == 0 || $2 == "Succeeded" { next } $2 != "Running" || NF < 3 || / false/ { bad = 1; print } END { exit bad }'`
+	bad := `awk 'NF == 0 || $2 == "Succeeded" || $2 == "Failed" { next } $2 != "Running" || NF < 3 || / false/ { bad = 1; print } END { exit bad }'`
 	check := "{ " + list + " 2>/dev/null | " + bad + " >/dev/null; }"
 	show := "{ echo 'pods not running and ready on " + node + ":'; " + list + " 2>&1 | " + bad + "; } >&2"
 	return waitUntil(ctx, cp, "the pods on "+node, check, show, secs)

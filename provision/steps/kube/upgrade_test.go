@@ -82,7 +82,7 @@ func serveCluster(cp *hosttest.Fake, fc *fakeCluster, drainErr bool) {
 	}).AnyTimes()
 	nodeOf := func(l, verb string) string {
 		_, rest, _ := strings.Cut(l, " "+verb+" ")
-		return strings.Fields(rest)[0]
+		return strings.TrimRight(strings.Fields(rest)[0], ";'")
 	}
 	cp.ExpectFunc("cordon", func(l string) bool {
 		return strings.Contains(l, " annotate node --overwrite ") && strings.Contains(l, " cordon ")
@@ -191,6 +191,13 @@ func newMember(t *testing.T, fc *fakeCluster, name, version string, controlPlane
 	n.ExpectFunc("wait API", func(l string) bool {
 		return strings.HasPrefix(l, "i=0; until kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s get --raw=/readyz")
 	}).AnyTimes()
+	n.ExpectFunc("wait API stable", func(l string) bool {
+		return strings.HasPrefix(l, "ok=0; end=$(( $(date +%s) + 180 )); while [ $ok -lt 10 ]; do if kubectl")
+	}).Do(
+		func(_ context.Context, _ host.Cmd) error {
+			fc.record(name + ": wait for a steady API server")
+			return nil
+		}).AnyTimes()
 	return n
 }
 
@@ -219,7 +226,7 @@ func TestUpgradeWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"h1: cordon h2", "h1: drain h2", "h2: kubeadm upgrade node", "h2: restart kubelet",
-		"h1: wait for h2 Ready at v1.34.10", "h1: uncordon h2", "h1: wait for the pods on h2"}
+		"h1: wait for h2 Ready at v1.34.10", "h1: wait for the pods on h2", "h1: uncordon h2"}
 	if got := strings.Join(fc.log, "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("order of the upgrade:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
@@ -260,7 +267,7 @@ func TestUpgradeFirstControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"h1: kubeadm upgrade plan", "h1: kubeadm upgrade apply", "h1: cordon h1", "h1: drain h1", "h1: restart kubelet",
-		"h1: wait for h1 Ready at v1.34.10", "h1: uncordon h1", "h1: wait for the pods on h1"}
+		"h1: wait for h1 Ready at v1.34.10", "h1: wait for a steady API server", "h1: wait for the pods on h1", "h1: uncordon h1"}
 	if got := strings.Join(fc.log, "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("order of the upgrade:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
@@ -289,7 +296,7 @@ func TestUpgradeOtherControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"h4: kubeadm upgrade node", "h1: cordon h4", "h1: drain h4", "h4: restart kubelet",
-		"h1: wait for h4 Ready at v1.34.10", "h1: uncordon h4", "h1: wait for the pods on h4"}
+		"h1: wait for h4 Ready at v1.34.10", "h4: wait for a steady API server", "h1: wait for the pods on h4", "h1: uncordon h4"}
 	if got := strings.Join(fc.log, "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("order of the upgrade:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
