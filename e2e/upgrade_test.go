@@ -29,12 +29,16 @@ spec:
 
 // TestUpgrade: a 1 control plane + 2 worker kubeadm cluster made at
 // v1.33.13 (from that version's bundle) is upgraded to v1.34.10 by
-// changing kubernetes.version and re-bundling: the plan shows the etcd
-// snapshot, then h1, h2, h3 in that order; the apply rolls while this
+// changing kubernetes.version and re-bundling. The plan shows the etcd
+// snapshot, then h1, h2, h3 in that order. The roll runs while this
 // machine sends a request every 100 ms round-robin to the NodePort of
-// every node, counting failures; afterwards every node and the API server
-// run v1.34.10, the cluster is healthy, a snapshot with its sha256 is on
-// h1, a second apply changes nothing, and a downgrade is refused by plan.
+// every node, counting failures: a first apply stops at h2's drain (a
+// PodDisruptionBudget patched to allow no eviction), leaving h2 uncordoned
+// at v1.33.13 and h3 untouched; with the budget back, a second apply
+// continues (snapshot and h1 unchanged). Afterwards every node and the API
+// server run v1.34.10, the cluster is healthy, a snapshot with its sha256
+// is on h1, a third apply changes nothing, and a downgrade is refused by
+// plan with the skew policy's error.
 func TestUpgrade(t *testing.T) {
 	skipWithoutKubernetes(t)
 	const net, prefix = "172.31.15", "ct15"
@@ -94,17 +98,67 @@ func TestUpgrade(t *testing.T) {
 		}
 	}
 
+	// The roll, under load, in two applies: the first with a
+	// PodDisruptionBudget no eviction can satisfy (patched out of band)
+	// and a short drain timeout stops at h2's drain, h2 uncordoned at its
+	// old version and h3 untouched, the cluster serving; the second, with
+	// the budget back, continues from there.
 	load := startLoad(net)
+	Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "-n", "default", "patch", "pdb", "hello", "--type=merge", "-p", `{"spec":{"minAvailable":3}}`)
+	e.writeSpec("drain.cue", `cluster: kubernetes: upgrade: drainTimeout: "40s"`)
 	start := time.Now()
-	out = e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
-	roll := time.Since(start)
-	total, failed, byNode, samples := load.stop()
+	out = e.clusterctl(1, "apply", "--yes", "-o", "json", e.spec)
+	stopped := time.Since(start)
+	total1, failed1, byNode1, _ := load.counts()
 	evs := ApplyEvents(out)
+	c.phase("apply: upgrade stopped by a drain that cannot evict")
+	t.Logf("stopped apply in %s:\n%s", stopped.Round(100*time.Millisecond), stepDurations(evs, "kube/etcd-snapshot", "kube/upgrade"))
+	status := map[string]ApplyEvent{}
+	for _, ev := range evs {
+		if ev.Type == "done" || ev.Type == "failed" || ev.Type == "skipped" {
+			status[ev.Step] = ev
+		}
+	}
+	for id, want := range map[string]string{"cluster/kube/etcd-snapshot": "done", "h1/kube/upgrade": "done", "h2/kube/upgrade": "failed",
+		"h3/kube/upgrade": "skipped", "cluster/addons/health": "skipped"} {
+		if status[id].Type != want {
+			t.Errorf("%s: %s (%s), want %s", id, status[id].Type, status[id].Error, want)
+		}
+	}
+	if msg := status["h2/kube/upgrade"].Error; !strings.Contains(msg, "drain h2") || !strings.Contains(msg, "h2 was uncordoned and still runs 1.33.13") {
+		t.Errorf("h2's failure: %s", msg)
+	} else {
+		t.Logf("the stopped roll's error: %s", lastLines(msg, 3))
+	}
+	nodes := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.spec.unschedulable}{"\n"}{end}`)
+	if want := "h1 v1.34.10 \nh2 v1.33.13 \nh3 v1.33.13 \n"; nodes != want {
+		t.Errorf("after the stopped roll, nodes (name kubelet unschedulable):\n%s\nwant:\n%s", nodes, want)
+	}
+
+	Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "-n", "default", "patch", "pdb", "hello", "--type=merge", "-p", `{"spec":{"minAvailable":2}}`)
+	if err := os.Remove(filepath.Join(e.spec, "drain.cue")); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	out = e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
+	resumed := time.Since(start)
+	total, failed, byNode, samples := load.stop()
+	evs = ApplyEvents(out)
 	failedSteps(t, evs)
-	c.phase("apply: upgrade to v1.34.10 under load")
-	t.Logf("upgrade apply in %s, per phase:\n%s", roll.Round(100*time.Millisecond), PhaseTable(evs))
-	t.Logf("upgrade steps:\n%s", stepDurations(evs, "kube/etcd-snapshot", "kube/upgrade", "runtime/containerd", "kube/images"))
-	t.Logf("requests during the upgrade apply: %d sent, %d failed (%.2f%%); per node: %s", total, failed, 100*float64(failed)/float64(max(total, 1)), byNode)
+	c.phase("apply: the roll resumed and finished")
+	t.Logf("resumed apply in %s, per phase:\n%s", resumed.Round(100*time.Millisecond), PhaseTable(evs))
+	t.Logf("resumed apply's steps:\n%s", stepDurations(evs, "kube/etcd-snapshot", "kube/upgrade"))
+	for id, want := range map[string]string{"cluster/kube/etcd-snapshot": "unchanged", "h1/kube/upgrade": "unchanged", "h2/kube/upgrade": "changed", "h3/kube/upgrade": "changed"} {
+		for _, ev := range evs {
+			if ev.Step == id && ev.Type == "done" && ev.Status != want {
+				t.Errorf("resumed %s: %s, want %s", id, ev.Status, want)
+			}
+		}
+	}
+	t.Logf("requests while the stopped apply ran: %d sent, %d failed; per node: %s", total1, failed1, byNode1)
+	t.Logf("requests during the whole roll (both applies, %s): %d sent, %d failed (%.2f%%); per node: %s",
+		time.Since(load.started).Round(time.Second), total, failed, 100*float64(failed)/float64(max(total, 1)), byNode)
 	for _, s := range samples {
 		t.Logf("  failed: %s", s)
 	}
@@ -141,6 +195,7 @@ func TestUpgrade(t *testing.T) {
 	setVersion(t, e, "1.33.13")
 	out = e.clusterctl(1, "plan", e.spec)
 	mustContain(t, out, "downgrade 1.34.10 -> 1.33.13 is not supported", "kube/upgrade", "kube/etcd-snapshot")
+	t.Logf("plan of a downgrade:\n%s", lastLines(out, 8))
 	setVersion(t, e, "1.34.10")
 	c.phase("downgrade refused by plan")
 	c.report()
@@ -237,11 +292,12 @@ type load struct {
 	samples  []string
 	cancel   context.CancelFunc
 	finished chan struct{}
+	started  time.Time
 }
 
 func startLoad(net string) *load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{perNode: map[string][2]int{}, cancel: cancel, finished: make(chan struct{})}
+	l := &load{perNode: map[string][2]int{}, cancel: cancel, finished: make(chan struct{}), started: time.Now()}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	go func() {
 		defer close(l.finished)
@@ -293,9 +349,15 @@ func get(client *http.Client, url string) error {
 	return nil
 }
 
+// stop ends the load and returns its counts.
 func (l *load) stop() (total, failed int, perNode string, samples []string) {
 	l.cancel()
 	<-l.finished
+	return l.counts()
+}
+
+// counts are the figures so far.
+func (l *load) counts() (total, failed int, perNode string, samples []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	names := make([]string, 0, len(l.perNode))
