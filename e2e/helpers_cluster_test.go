@@ -23,7 +23,17 @@ import (
 // a second once built) and returns its staging directory.
 func BuildArtifacts(t *testing.T) string {
 	t.Helper()
+	return BuildArtifactsVersion(t, "")
+}
+
+// BuildArtifactsVersion is BuildArtifacts for Kubernetes version (e.g.
+// "v1.33.13"; "" is build.sh's default).
+func BuildArtifactsVersion(t *testing.T, version string) string {
+	t.Helper()
 	cmd := exec.Command("bash", "artifacts/build.sh")
+	if version != "" {
+		cmd.Env = append(os.Environ(), "K8S_VERSION="+version)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -57,7 +57,9 @@ func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
 		kubernetesBinaries,
 		apiServerProxy,
 		controlPlanes,
+		controlPlaneUpgrades,
 		workers,
+		workerUpgrades,
 		addonsAndManifests,
 		removals,
 		healthAndKubeconfig,
@@ -221,7 +223,7 @@ func containerRuntime(b *builder) error {
 	rt := b.c.Runtime
 	sandbox := rt.SandboxImage
 	if sandbox == "" && b.c.Kubernetes.ImageRepository != "" {
-		sandbox = b.c.Kubernetes.ImageRepository + "/pause:3.10.1"
+		sandbox = b.c.Kubernetes.ImageRepository + "/pause:" + kube.PauseVersion(b.c.Kubernetes.Version)
 	}
 	for _, n := range b.c.Names() {
 		id := b.add(n, true, runtime.Containerd{
@@ -360,8 +362,10 @@ func workers(b *builder) error {
 	cl := b.kubeCluster()
 	var joins []string
 	for _, n := range b.c.Workers() {
+		// After the first control plane's upgrade: a kubelet never joins
+		// newer than its API server.
 		joins = append(joins, b.add(n, true, kube.JoinWorker{Cluster: cl, Node: b.node(n), Via: b.first},
-			append(b.after(n, "kube"), b.after(ClusterScope, "init")...)...))
+			append(b.after(n, "kube"), append(b.after(ClusterScope, "init"), b.after(ClusterScope, "control-plane-upgrades")[0])...)...))
 	}
 	b.phaseSteps[ClusterScope+"/workers"] = joins
 	return nil

@@ -74,6 +74,9 @@ type CheckFunc func(ctx context.Context, s step.Step) (step.Change, error)
 // Offline treats every host as blank: each step would create what it
 // describes; read-only steps read.
 func Offline(_ context.Context, s step.Step) (step.Change, error) {
+	if o, ok := s.Op.(step.OfflineChecker); ok {
+		return o.CheckOffline(), nil
+	}
 	if r, ok := s.Op.(step.Reader); ok && r.ReadOnly() {
 		return step.Change{Action: step.ActionRead, Diff: describe(s.Op)}, nil
 	}

@@ -31,6 +31,13 @@ type Kubernetes struct {
 	ClusterDomain        string    `json:"clusterDomain"`
 	APIServerSANs        []string  `json:"apiServerSANs"`
 	ImageRepository      string    `json:"imageRepository"`
+	Upgrade              Upgrade   `json:"upgrade"`
+}
+
+// Upgrade shapes the roll of a version change through the nodes.
+type Upgrade struct {
+	MaxUnavailable int    `json:"maxUnavailable"`
+	DrainTimeout   string `json:"drainTimeout"`
 }
 
 type Endpoint struct {

@@ -73,6 +73,13 @@ type Reader interface {
 	ReadOnly() bool
 }
 
+// OfflineChecker is an Op that acts only on hosts already in some state (an
+// upgrade of a running node): an offline plan, where every host is blank,
+// shows its CheckOffline instead of a create.
+type OfflineChecker interface {
+	CheckOffline() Change
+}
+
 // Target is what an Op acts on. Facts is nil when planning offline; Bundle
 // is nil unless artifacts come from an air-gapped bundle.
 type Target struct {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
-	"github.com/clusterctl/clusterctl/provision/step"
 )
 
 // etcd of a kubeadm cluster is a static pod of the bundle's etcd image on
@@ -319,32 +318,3 @@ func RemoveSnapshot(ctx context.Context, h host.Host, file string) error {
 	return nil
 }
 
-// EtcdSnapshot takes an etcd snapshot on a control plane and keeps it
-// there, under Dir: the way back before a risky change (an upgrade). It
-// runs on every apply that has it, so the plan always shows it.
-type EtcdSnapshot struct {
-	Dir string `json:"dir,omitempty"` // default SnapshotDir
-}
-
-func (EtcdSnapshot) Kind() string { return "kube/etcd-snapshot" }
-func (o EtcdSnapshot) Describe() []step.DiffLine {
-	dir := o.Dir
-	if dir == "" {
-		dir = SnapshotDir
-	}
-	return []step.DiffLine{{Key: "etcd snapshot", To: dir + "/etcd-<time>.db"}}
-}
-
-// Check: a snapshot is new on every run.
-func (o EtcdSnapshot) Check(_ context.Context, _ step.Target) (step.Change, error) {
-	if _, err := (SnapshotOptions{Dir: o.Dir, Name: "x"}).withDefaults(); err != nil {
-		return step.Change{}, err
-	}
-	return step.Change{Action: step.ActionCreate, Diff: o.Describe()}, nil
-}
-
-// Apply takes the snapshot and leaves it on the host.
-func (o EtcdSnapshot) Apply(ctx context.Context, t step.Target) error {
-	_, err := Snapshot(ctx, t.Host, SnapshotOptions{Dir: o.Dir})
-	return err
-}

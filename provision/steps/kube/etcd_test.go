@@ -8,7 +8,6 @@ import (
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
-	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
 	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
@@ -120,13 +119,3 @@ func TestEtcdManifestRefused(t *testing.T) {
 	}
 }
 
-func TestEtcdSnapshotOp(t *testing.T) {
-	op := kube.EtcdSnapshot{}
-	ch, err := op.Check(context.Background(), step.Target{})
-	if err != nil || ch.Action != step.ActionCreate {
-		t.Errorf("Check: %s", steptest.Report(op, ch, err))
-	}
-	if _, err := (kube.EtcdSnapshot{Dir: "no/abs"}).Check(context.Background(), step.Target{}); err == nil {
-		t.Error("relative directory accepted")
-	}
-}

@@ -132,7 +132,28 @@ func (o Install) kubeletResolvConf(p nodeProbe) []byte {
 }
 
 func (o Install) Needs() facts.Request {
-	return facts.Request{Files: []string{UnitFile, DropInFile, DefaultsFile, KubeletResolvConf, FlannelCNI}}
+	return facts.Request{Files: []string{UnitFile, DropInFile, DefaultsFile, KubeletResolvConf, FlannelCNI, KubeletConf}}
+}
+
+// upgradeLeft lists the binaries Install leaves to kube/upgrade: on a node
+// that joined a cluster (kubelet.conf), a kubelet, kubeadm or kubectl at
+// another version is swapped only by the upgrade, in its order (drain,
+// kubeadm upgrade, restart), never blindly here.
+func (o Install) upgradeLeft(f *facts.Facts, kubectl string) map[string]bool {
+	if f == nil {
+		return nil
+	}
+	if s := f.Files[KubeletConf]; s == "" || s == "missing" {
+		return nil
+	}
+	want := strings.TrimPrefix(o.Version, "v")
+	left := map[string]bool{}
+	for name, cur := range map[string]string{"kubelet": f.Kubelet, "kubeadm": f.Kubeadm, "kubectl": kubectl} {
+		if cur != "" && cur != want {
+			left[name] = true
+		}
+	}
+	return left
 }
 
 // nodeProbe is what install asks the host beyond the facts, in one round
@@ -196,8 +217,12 @@ func (o Install) Check(ctx context.Context, t step.Target) (step.Change, error) 
 	}
 	installed := map[string]string{"kubelet": t.Facts.Kubelet, "kubeadm": t.Facts.Kubeadm, "kubectl": probe.kubectl}
 	want := strings.TrimPrefix(o.Version, "v")
+	left := o.upgradeLeft(t.Facts, probe.kubectl)
 	var ch step.Change
 	for _, b := range kubeBinaries {
+		if left[b.name] {
+			continue
+		}
 		var differs bool
 		var from, to string
 		if b.optional {
@@ -281,11 +306,16 @@ func (o Install) Apply(ctx context.Context, t step.Target) error {
 		if t.Bundle == nil {
 			return errors.New("kubernetes binaries come from the bundle, but no bundle was given")
 		}
-		changed, err := installBinaries(ctx, h, t.Bundle)
+		only := map[string]bool{}
+		left := o.upgradeLeft(t.Facts, probe.kubectl)
+		for _, b := range kubeBinaries {
+			only[b.name] = !left[b.name]
+		}
+		changed, err := installBinaries(ctx, h, t.Bundle, only)
 		if err != nil {
 			return err
 		}
-		restart = changed
+		restart = changed["kubelet"]
 	case "online":
 		out, err := runOut(ctx, h, "kubelet --version 2>/dev/null; kubeadm version -o short 2>/dev/null; true")
 		if err != nil {
@@ -327,9 +357,10 @@ func (o Install) Apply(ctx context.Context, t step.Target) error {
 	return nil
 }
 
-// installBinaries uploads the bundle's binaries that differ on the host,
-// found by one sha256sum of them all; it says whether the kubelet changed.
-func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle) (bool, error) {
+// installBinaries uploads the bundle's binaries that differ on the host
+// (those named in only; all when only is nil), found by one sha256sum of
+// them all; it returns the names of those it replaced.
+func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle, only map[string]bool) (map[string]bool, error) {
 	args := []string{"sha256sum", "--"}
 	for _, b := range kubeBinaries {
 		args = append(args, b.dst)
@@ -337,7 +368,7 @@ func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle) (bool,
 	// Missing files are an answer (no line for them), not an error.
 	out, err := runOut(ctx, h, host.Join("mkdir", "-p", "--", CNIBinDir)+" && { "+host.Join(args...)+" 2>/dev/null || true; }")
 	if err != nil {
-		return false, fmt.Errorf("inspect installed binaries: %w", err)
+		return nil, fmt.Errorf("inspect installed binaries: %w", err)
 	}
 	sums := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
@@ -345,19 +376,22 @@ func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle) (bool,
 			sums[f[1]] = f[0]
 		}
 	}
-	changed := false
+	changed := map[string]bool{}
 	for _, b := range kubeBinaries {
+		if only != nil && !only[b.name] {
+			continue
+		}
 		f, ok, err := bundleFile(bd, b)
 		switch {
 		case err != nil && sums[b.dst] == "":
-			return false, err
+			return nil, err
 		case !ok || sums[b.dst] == f.SHA256:
 			continue // not in the bundle but on the host (Check vouched for its version), or current
 		}
 		if err := hostprep.UploadBundleFile(ctx, h, bd, f, b.dst, host.FileOptions{Mode: 0o755, Owner: "root", Group: "root"}); err != nil {
-			return false, fmt.Errorf("install %s: %w", b.name, err)
+			return nil, fmt.Errorf("install %s: %w", b.name, err)
 		}
-		changed = changed || b.name == "kubelet"
+		changed[b.name] = true
 	}
 	return changed, nil
 }

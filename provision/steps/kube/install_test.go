@@ -163,7 +163,7 @@ func TestInstallOffline(t *testing.T) {
 	if err != nil || ch.Action != step.ActionCreate || len(ch.Diff) == 0 {
 		t.Errorf("offline: %s", steptest.Report(install, ch, err))
 	}
-	if n := install.Needs(); len(n.Files) != 5 {
+	if n := install.Needs(); len(n.Files) != 6 {
 		t.Errorf("Needs: %+v", n)
 	}
 }
