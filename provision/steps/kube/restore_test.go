@@ -22,7 +22,9 @@ func TestStopStartControlPlane(t *testing.T) {
 	ctx := context.Background()
 	h := hosttest.NewFake(t, "h1")
 	h.ExpectFunc("park and wait", func(l string) bool { return strings.Contains(l, "pgrep -x etcd") })
-	h.ExpectFunc("unpark", func(l string) bool { return strings.Contains(l, "rmdir -- /etc/kubernetes/clusterctl/parked-manifests") })
+	h.ExpectFunc("unpark", func(l string) bool {
+		return strings.Contains(l, "rmdir -- /etc/kubernetes/clusterctl/parked-manifests")
+	})
 	if err := kube.StopControlPlane(ctx, h); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +46,9 @@ func TestRestoreEtcdData(t *testing.T) {
 	h := hosttest.NewFake(t, "h2")
 	h.Expect("rm -rf -- /var/lib/etcd/.clusterctl-restore-restore-1")
 	h.ExpectFunc("etcdutl snapshot restore", func(l string) bool { return strings.Contains(l, " etcdutl snapshot restore ") })
-	h.ExpectFunc("swap", func(l string) bool { return strings.HasPrefix(l, "set -e; [ -d /var/lib/etcd/.clusterctl-restore-restore-1/member ]") })
+	h.ExpectFunc("swap", func(l string) bool {
+		return strings.HasPrefix(l, "set -e; [ -d /var/lib/etcd/.clusterctl-restore-restore-1/member ]")
+	})
 	old, err := kube.RestoreEtcdData(ctx, h, memberH2.Image, "/var/lib/clusterctl/etcd-snapshots/restore-1.db", "restore-1", memberH2, []kube.EtcdMember{memberH1, memberH2})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +110,9 @@ func TestSeedRestore(t *testing.T) {
 		return strings.Contains(l, " etcdutl snapshot restore /var/lib/clusterctl/etcd-snapshots/restore-1.db ") &&
 			strings.Contains(l, "--name h1 --initial-cluster 'h1=https://172.31.10.11:2380' --initial-advertise-peer-urls https://172.31.10.11:2380 ")
 	})
-	h.ExpectFunc("swap", func(l string) bool { return strings.HasPrefix(l, "set -e; [ -d /var/lib/etcd/.clusterctl-restore-restore-1/member ]") })
+	h.ExpectFunc("swap", func(l string) bool {
+		return strings.HasPrefix(l, "set -e; [ -d /var/lib/etcd/.clusterctl-restore-restore-1/member ]")
+	})
 	h.Expect("rm -rf -- /var/lib/etcd/.clusterctl-before-restore-restore-1")
 	h.Expect("install -d -m 0700 -- /etc/kubernetes/pki /etc/kubernetes/pki/etcd /etc/kubernetes/clusterctl")
 	if err := kube.SeedRestore(ctx, h, testSeed(t)); err != nil {
@@ -159,7 +165,9 @@ func TestInitAdoptsSeed(t *testing.T) {
 	h.ExpectFunc("kubeadm init", func(l string) bool {
 		return strings.Contains(l, "kubeadm init --config /etc/kubernetes/clusterctl/kubeadm-init.yaml --upload-certs '--ignore-preflight-errors=DirAvailable--var-lib-etcd' >")
 	})
-	h.ExpectFunc("wait for the API", func(l string) bool { return strings.Contains(l, "until kubectl --kubeconfig=/etc/kubernetes/admin.conf") })
+	h.ExpectFunc("wait for the API", func(l string) bool {
+		return strings.Contains(l, "until kubectl --kubeconfig=/etc/kubernetes/admin.conf")
+	})
 	h.ExpectFunc("delete the other nodes", func(l string) bool { return strings.HasPrefix(l, "nodes=$(kubectl") })
 	if err := initOp.Apply(ctx, tg); err != nil {
 		t.Fatal(err)
