@@ -91,6 +91,15 @@ func (r *restorer) warn(format string, args ...any) {
 	fmt.Fprintf(r.stderr, "Warning: "+format+"\n", args...)
 }
 
+// textOut is where the restore's own text goes: stdout, unless stdout
+// carries JSON events (-o json).
+func (r *restorer) textOut() io.Writer {
+	if out, _ := r.d.output(); out == "json" {
+		return r.stderr
+	}
+	return r.stdout
+}
+
 func (r *restorer) say(format string, args ...any) {
 	fmt.Fprintf(r.stderr, format+"\n", args...)
 }
@@ -148,7 +157,7 @@ func (r *restorer) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "Restored cluster %q from %s (etcd revision %d, taken %s) in %.1fs.\n",
+	fmt.Fprintf(r.textOut(), "Restored cluster %q from %s (etcd revision %d, taken %s) in %.1fs.\n",
 		r.c.Name, r.file, r.a.Meta.Etcd.Revision, r.a.Meta.TakenAt.Format(time.RFC3339), time.Since(start).Seconds())
 	return nil
 }
@@ -240,7 +249,7 @@ func (r *restorer) decide(ctx context.Context) (restoreMode, string, error) {
 
 func (r *restorer) describe(mode restoreMode, why string) {
 	m := r.a.Meta
-	w := r.stdout
+	w := r.textOut()
 	fmt.Fprintf(w, "Restore of cluster %q from %s: etcd revision %d (%d keys), taken %s on %s.\n",
 		r.c.Name, r.file, m.Etcd.Revision, m.Etcd.TotalKeys, m.TakenAt.Format(time.RFC3339), m.Host)
 	cps := r.c.ControlPlanes()
