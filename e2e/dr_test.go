@@ -71,7 +71,7 @@ data: {value: VALUE}
 func TestDisasterRecovery(t *testing.T) {
 	skipWithoutKubernetes(t)
 	c := startCluster(t, "172.31.16", "ct16", "root", nil)
-	dr := &drScenario{c: c, t: t, file: filepath.Join(t.TempDir(), "e2e.backup")}
+	dr := &drScenario{c: c, t: t, file: filepath.Join(t.TempDir(), "e2e.backup"), cps: 1}
 	dr.value = "dr-" + randomHex(8)
 	dr.createWorkload()
 	dr.backup()
@@ -82,11 +82,68 @@ func TestDisasterRecovery(t *testing.T) {
 	c.report()
 }
 
+// TestDisasterRecoveryHA: the same with three control planes (stacked
+// etcd, also workers) provisioned as the sudo user "tester": an in-place
+// restore makes one etcd cluster of the same three members from the
+// snapshot; a control plane reset alone leaves the cluster with its etcd
+// member removed and joins again; after a reset of every host, restore
+// rebuilds the cluster (the first control plane seeded, the others joining
+// as control planes).
+func TestDisasterRecoveryHA(t *testing.T) {
+	skipWithoutKubernetes(t)
+	c := startCluster(t, "172.31.17", "ct17", "tester", func(inv string) string {
+		inv = strings.Replace(inv, `controlPlaneEndpoint: mode: "node-local"`,
+			`controlPlaneEndpoint: {mode: "external", address: "172.31.17.11", port: 6443}`, 1)
+		return strings.ReplaceAll(inv, `roles: ["control-plane"]`, `roles: ["control-plane", "worker"]`)
+	})
+	dr := &drScenario{c: c, t: t, file: filepath.Join(t.TempDir(), "e2e.backup"), cps: 3}
+	dr.value = "dr-ha-" + randomHex(8)
+	dr.createWorkload()
+	dr.backup()
+	dr.inPlace()
+	dr.checkMembers("after the restore in place", "h1", "h2", "h3")
+
+	e := c.e
+	out := e.clusterctl(0, "reset", "--yes", "--hosts", "h3", e.spec)
+	mustContain(t, out, "control plane h3 leaves the cluster", "etcd member: listed", "2 changed, ")
+	dr.checkMembers("after h3's reset", "h1", "h2")
+	out = e.clusterctl(0, "apply", "--yes", e.spec)
+	mustContain(t, out, " 0 failed, ")
+	c.phase("reset --hosts h3 (a control plane), apply: h3 joins again")
+	dr.checkMembers("after h3 joined again", "h1", "h2", "h3")
+
+	dr.resetAll()
+	t0 := time.Now()
+	out = e.clusterctl(0, "restore", "--yes", dr.file, e.spec)
+	c.phase("restore: reset hosts -> recovered cluster")
+	mustContain(t, out, "Rebuild (no host holds a cluster)", `Restored cluster "e2e" from `)
+	t.Logf("reset hosts -> recovered 3-control-plane cluster: %s", time.Since(t0).Round(100*time.Millisecond))
+	dr.checkWorkload("reset, restore")
+	dr.checkMembers("after the rebuild", "h1", "h2", "h3")
+	c.verify(3, 3)
+	dr.converges("reset, restore")
+	c.report()
+}
+
+// checkMembers lists etcd's members with etcdctl from the cluster's etcd
+// image on h1 (nsenter, not clusterctl).
+func (d *drScenario) checkMembers(when string, want ...string) {
+	d.t.Helper()
+	out := d.c.e.sh(1, `ctr -n k8s.io run --rm --net-host --mount type=bind,src=/etc/kubernetes/pki/etcd,dst=/etc/kubernetes/pki/etcd,options=rbind:ro `+
+		`"$(sed -n 's/^ *image: *//p' /etc/kubernetes/manifests/etcd.yaml)" e2e-members-$$ etcdctl --endpoints=https://127.0.0.1:2379 `+
+		`--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key `+
+		`member list 2>/dev/null | awk -F', ' '$2 == "started" { print $3 }' | sort | tr '\n' ' '`)
+	if got := strings.Join(want, " "); out != got {
+		d.t.Errorf("%s: etcd members started: %q, want %q", when, out, got)
+	}
+}
+
 type drScenario struct {
 	c     *cluster
 	t     *testing.T
 	file  string
 	value string
+	cps   int // control planes
 }
 
 func randomHex(n int) string {
@@ -207,7 +264,7 @@ func (d *drScenario) inPlace() {
 	if got := e.sh(1, "ls -A /var/lib/etcd; find /etc/kubernetes/clusterctl /var/lib/clusterctl/etcd-snapshots -mindepth 1 | wc -l"); got != "member\n0" {
 		t.Errorf("h1 after the restore: /var/lib/etcd and leftovers: %q", got)
 	}
-	d.c.verify(1, 3)
+	d.c.verify(d.cps, 3)
 	d.converges("in place")
 }
 
@@ -242,9 +299,9 @@ func (d *drScenario) checkClean(when string) {
 	}
 }
 
-// resetApplyRestore: reset every host, build a new cluster from the spec,
-// and bring the backup back into it.
-func (d *drScenario) resetApplyRestore() {
+// resetAll: every host torn down to a prepared host, checked; a second
+// reset has nothing to do.
+func (d *drScenario) resetAll() {
 	t, e := d.t, d.c.e
 	for _, h := range e.hosts.Hosts {
 		e.sh(h.Index, "echo mine > /root/keep-me")
@@ -256,9 +313,16 @@ func (d *drScenario) resetApplyRestore() {
 	out = e.clusterctl(0, "reset", "--yes", e.spec)
 	mustContain(t, out, "No changes.")
 	d.c.phase("reset again: no changes; hosts checked")
+}
+
+// resetApplyRestore: reset every host, build a new cluster from the spec,
+// and bring the backup back into it.
+func (d *drScenario) resetApplyRestore() {
+	t, e := d.t, d.c.e
+	d.resetAll()
 
 	t0 := time.Now()
-	out = e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
+	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
 	d.c.phase("apply: prepared hosts -> new, empty cluster")
 	for _, ev := range ApplyEvents(out) {
 		if ev.Type == "failed" || ev.Type == "skipped" {
@@ -276,7 +340,7 @@ func (d *drScenario) resetApplyRestore() {
 	mustContain(t, out, "Rebuild (h1, h2, h3 hold a cluster", "Seeded h1 with the backup's certificate authorities and etcd data", `Restored cluster "e2e" from `)
 	d.checkWorkload("reset, apply, restore")
 	t.Logf("reset hosts -> apply -> restored cluster: %s", time.Since(t0).Round(100*time.Millisecond))
-	d.c.verify(1, 3)
+	d.c.verify(d.cps, 3)
 	d.converges("reset, apply, restore")
 }
 
@@ -295,7 +359,7 @@ func (d *drScenario) subsetReset() {
 	mustContain(t, out, " 0 failed, ")
 	d.c.phase("reset --hosts h3, apply: h3 joins again")
 	d.checkWorkload("subset reset")
-	d.c.verify(1, 3)
+	d.c.verify(d.cps, 3)
 }
 
 // wipeAndRestore: power cut, blank hosts, restore alone.
@@ -330,6 +394,6 @@ func (d *drScenario) wipeAndRestore() {
 	d.checkWorkload("wipe, restore")
 	t.Logf("bare hosts -> recovered cluster (restore, host preparation included): %s", recovered.Round(100*time.Millisecond))
 	d.c.timings = append(d.c.timings, [2]string{"= bare hosts -> recovered cluster", recovered.Round(100 * time.Millisecond).String()})
-	d.c.verify(1, 3)
+	d.c.verify(d.cps, 3)
 	d.converges("wipe, restore")
 }
