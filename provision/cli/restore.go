@@ -91,6 +91,15 @@ func (r *restorer) warn(format string, args ...any) {
 	fmt.Fprintf(r.stderr, "Warning: "+format+"\n", args...)
 }
 
+// textOut is where the restore's own text goes: stdout, unless stdout
+// carries JSON events (-o json).
+func (r *restorer) textOut() io.Writer {
+	if out, _ := r.d.output(); out == "json" {
+		return r.stderr
+	}
+	return r.stdout
+}
+
 func (r *restorer) say(format string, args ...any) {
 	fmt.Fprintf(r.stderr, format+"\n", args...)
 }
@@ -148,7 +157,7 @@ func (r *restorer) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "Restored cluster %q from %s (etcd revision %d, taken %s) in %.1fs.\n",
+	fmt.Fprintf(r.textOut(), "Restored cluster %q from %s (etcd revision %d, taken %s) in %.1fs.\n",
 		r.c.Name, r.file, r.a.Meta.Etcd.Revision, r.a.Meta.TakenAt.Format(time.RFC3339), time.Since(start).Seconds())
 	return nil
 }
@@ -240,7 +249,7 @@ func (r *restorer) decide(ctx context.Context) (restoreMode, string, error) {
 
 func (r *restorer) describe(mode restoreMode, why string) {
 	m := r.a.Meta
-	w := r.stdout
+	w := r.textOut()
 	fmt.Fprintf(w, "Restore of cluster %q from %s: etcd revision %d (%d keys), taken %s on %s.\n",
 		r.c.Name, r.file, m.Etcd.Revision, m.Etcd.TotalKeys, m.TakenAt.Format(time.RFC3339), m.Host)
 	cps := r.c.ControlPlanes()
@@ -250,7 +259,7 @@ func (r *restorer) describe(mode restoreMode, why string) {
 		fmt.Fprintf(w, "  1. upload the snapshot to %s\n", strings.Join(cps, ", "))
 		fmt.Fprintf(w, "  2. stop etcd and the control plane there (static pod manifests moved to %s)\n", kube.ParkedManifestsDir)
 		fmt.Fprintf(w, "  3. etcdutl snapshot restore into a new data directory on each, which replaces the old one (kept until the cluster is healthy)\n")
-		fmt.Fprintf(w, "  4. start the control plane, restart every kubelet, check health\n")
+		fmt.Fprintf(w, "  4. start the control plane, restart every kubelet, check health; then drop the old data\n")
 	default:
 		fmt.Fprintf(w, "Rebuild (%s):\n", why)
 		step := 1
@@ -392,16 +401,18 @@ func (r *restorer) inPlace(ctx context.Context) error {
 	if err := r.each(ctx, cps, func(ctx context.Context, _ string, h host.Host) error { return kube.StartControlPlane(ctx, h) }); err != nil {
 		return fmt.Errorf("%w; %s", err, recovery())
 	}
+	// Every kubelet restarts so none keeps what it cached from before the
+	// restore (Kubernetes' advice); on control planes this also starts the
+	// static pods at once instead of at the kubelet's next look at its
+	// manifests. Before the health check, so it sees the pods as the
+	// restarted kubelets report them.
+	if err := r.each(ctx, r.c.Names(), func(ctx context.Context, _ string, h host.Host) error { return kube.RestartKubelet(ctx, h) }); err != nil {
+		return fmt.Errorf("%w; the control plane was started on the restored data", err)
+	}
 	if err := kube.WaitAPI(ctx, first, 300); err != nil {
 		return fmt.Errorf("%w; the control plane was started on the restored data; if it stays down, %s", err, recovery())
 	}
-	r.say("The API server answers on the restored data (%.1fs).", time.Since(t).Seconds())
-
-	t = time.Now()
-	if err := r.each(ctx, r.c.Names(), func(ctx context.Context, _ string, h host.Host) error { return kube.RestartKubelet(ctx, h) }); err != nil {
-		return err
-	}
-	r.say("Restarted the kubelet on %s (%.1fs).", strings.Join(r.c.Names(), ", "), time.Since(t).Seconds())
+	r.say("Started the control plane and restarted every kubelet; the API server answers on the restored data (%.1fs).", time.Since(t).Seconds())
 	if err := r.health(ctx); err != nil {
 		return fmt.Errorf("%w; the old data is kept on the control planes: %s", err, recovery())
 	}

@@ -75,7 +75,9 @@ func (m EtcdMember) validate() error {
 
 // StopControlPlane moves h's static pod manifests to ParkedManifestsDir
 // (manifests parked by an earlier, interrupted restore stay there) and
-// waits until etcd and the API server no longer run.
+// waits until etcd and the API server no longer run. The kubelet is left
+// to notice by itself (it looks every 20 s): a restarted kubelet stops no
+// pod until it has heard from an API server, and there is none by then.
 func StopControlPlane(ctx context.Context, h host.Host) error {
 	p, m := host.Quote(ParkedManifestsDir), host.Quote(ManifestsDir)
 	line := "set -e; install -d -m 0700 " + p + "; for f in " + m + "/*.yaml; do [ -e \"$f\" ] && mv -f -- \"$f\" " + p + "/; done; " +
