@@ -59,7 +59,10 @@ backup first ('clusterctl backup'): a reset cluster is gone.`,
 			if err != nil {
 				return err
 			}
-			defer s.Close()
+			defer s.Close() // releases the lock too
+			if s.lock, err = takeLock(ctx, c, s.fleet, "reset", cmd.ErrOrStderr()); err != nil {
+				return err
+			}
 			p, err := s.plan(ctx, args)
 			if err != nil {
 				return err

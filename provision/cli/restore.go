@@ -132,6 +132,15 @@ func (r *restorer) run(ctx context.Context) (err error) {
 			err = errors.New(r.red.Redact(err.Error()))
 		}
 	}()
+	l, err := takeLock(ctx, r.c, r.f, "restore", r.stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := l.Release(ctx); rerr != nil {
+			r.warn("%v", rerr)
+		}
+	}()
 	r.tag = "restore-" + time.Now().UTC().Format("20060102T150405Z")
 	mode, why, err := r.decide(ctx)
 	if err != nil {
