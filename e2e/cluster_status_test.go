@@ -54,7 +54,7 @@ type statusReport struct {
 func (c *cluster) status(extra ...string) (int, statusReport, string) {
 	c.t.Helper()
 	args := append([]string{"status", "-o", "json"}, extra...)
-	cmd := exec.Command(clusterctl, append(args, c.e.spec)...)
+	cmd := c.e.command(append(args, c.e.spec)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -93,7 +93,7 @@ func (c *cluster) checkContext() {
 // kubectl uses as it is (its content holds credentials: never logged).
 func (c *cluster) checkKubeconfigPrint() {
 	t := c.t
-	cmd := exec.Command(clusterctl, "kubeconfig", "--print", c.e.spec)
+	cmd := c.e.command("kubeconfig", "--print", c.e.spec)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -70,6 +70,7 @@ data: {value: VALUE}
 // apply changes nothing.
 func TestDisasterRecovery(t *testing.T) {
 	skipWithoutKubernetes(t)
+	t.Parallel() // each scenario has its own hosts, net and kubeconfig
 	c := startCluster(t, "172.31.16", "ct16", "root", nil)
 	dr := &drScenario{c: c, t: t, file: filepath.Join(t.TempDir(), "e2e.backup"), cps: 1}
 	dr.value = "dr-" + randomHex(8)
@@ -91,6 +92,7 @@ func TestDisasterRecovery(t *testing.T) {
 // as control planes).
 func TestDisasterRecoveryHA(t *testing.T) {
 	skipWithoutKubernetes(t)
+	t.Parallel() // each scenario has its own hosts, net and kubeconfig
 	c := startCluster(t, "172.31.17", "ct17", "tester", func(inv string) string {
 		inv = strings.Replace(inv, `controlPlaneEndpoint: mode: "node-local"`,
 			`controlPlaneEndpoint: {mode: "external", address: "172.31.17.11", port: 6443}`, 1)

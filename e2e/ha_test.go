@@ -31,6 +31,7 @@ const nodeLocalEndpoint = "https://127.0.0.1:7443"
 // nodes still reach the API through their proxies.
 func TestClusterHA(t *testing.T) {
 	skipWithoutKubernetes(t)
+	t.Parallel() // each scenario has its own hosts, net and kubeconfig
 	c := startClusterOf(t, 4, 3, "172.31.13", "ct13", "tester", func(inv string) string {
 		return strings.ReplaceAll(inv, `roles: ["control-plane"]`, `roles: ["control-plane", "worker"]`)
 	})

@@ -46,6 +46,10 @@ type env struct {
 	t     *testing.T
 	hosts *testhosts.Cluster
 	spec  string // spec directory
+	// kubeconfig is the operator's kubeconfig clusterctl merges into
+	// ($KUBECONFIG of every clusterctl run): one per scenario, so
+	// scenarios can run in parallel and never touch ~/.kube/config.
+	kubeconfig string
 }
 
 // newEnv boots n hosts and writes a spec for them with an air-gapped bundle
@@ -60,6 +64,7 @@ func newEnv(t *testing.T, n int, net, prefix, user string) *env {
 	}
 	t.Cleanup(func() { c.Close() })
 	e := &env{t: t, hosts: c, spec: t.TempDir()}
+	e.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
 	if err := c.WriteInventory(filepath.Join(e.spec, "cluster.cue"), testhosts.InventoryOptions{Name: "e2e", User: user, ControlPlanes: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +86,7 @@ func (e *env) writeSpec(name, body string) {
 // and stderr together.
 func (e *env) clusterctl(want int, args ...string) string {
 	e.t.Helper()
-	cmd := exec.Command(clusterctl, args...)
+	cmd := e.command(args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -95,6 +100,13 @@ func (e *env) clusterctl(want int, args ...string) string {
 		e.t.Fatalf("clusterctl %s: exit %d, want %d\n%s", strings.Join(args, " "), code, want, out.String())
 	}
 	return out.String()
+}
+
+// command is a clusterctl run of this scenario (its own $KUBECONFIG).
+func (e *env) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(clusterctl, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.kubeconfig)
+	return cmd
 }
 
 // sh runs a script inside host i through nsenter and returns its output.
@@ -240,7 +252,7 @@ func TestHostPrepAsSudoUser(t *testing.T) {
 // leaves no half-written file, and a re-run converges.
 func TestHostPrepKilledMidway(t *testing.T) {
 	e := newEnv(t, 3, "172.31.9", "ct9", "root")
-	cmd := exec.Command(clusterctl, "apply", "--yes", hostPrepOnly, e.spec)
+	cmd := e.command("apply", "--yes", hostPrepOnly, e.spec)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -133,7 +133,7 @@ func startK3s(t *testing.T, r k3sRelease, servers int) *cluster {
 	c.phase("3 hosts booted, node debs, k3s bundle")
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
-	t.Setenv("KUBECONFIG", c.kubeconfig)
+	e.kubeconfig = c.kubeconfig
 	c.kubectl = r.bin
 	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
 	d := c.phase("apply: bare hosts -> healthy k3s cluster")

@@ -44,6 +44,7 @@ const scaleSpec = `cluster: {
 //     workload keeps answering; the record forgets it.
 func TestScale(t *testing.T) {
 	skipWithoutKubernetes(t)
+	t.Parallel() // each scenario has its own hosts, net and kubeconfig
 	const net = "172.31.19"
 	art := BuildArtifacts(t)
 	kubectl := filepath.Join(art, "bin", "kubectl")
@@ -68,7 +69,7 @@ func TestScale(t *testing.T) {
 	CopyFile(t, "../inventories/local/manifests/hello.yaml", filepath.Join(e.spec, "manifests", "hello.yaml"))
 	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", art)
 	kubeconfig := filepath.Join(t.TempDir(), "kube", "config")
-	t.Setenv("KUBECONFIG", kubeconfig)
+	e.kubeconfig = kubeconfig
 	git := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command("git", append([]string{"-C", e.spec, "-c", "user.name=e2e", "-c", "user.email=e2e@example.org"}, args...)...)
@@ -129,7 +130,7 @@ func TestScale(t *testing.T) {
 	mustContain(t, out, "The spec changed since", "+  h4/kube/join-worker")
 
 	// While that apply runs, a second one is refused, naming the first.
-	cmd := exec.Command(clusterctl, "apply", "--yes", e.spec)
+	cmd := e.command("apply", "--yes", e.spec)
 	var first bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &first, &first
 	start = time.Now()

@@ -41,6 +41,7 @@ spec:
 // plan with the skew policy's error.
 func TestUpgrade(t *testing.T) {
 	skipWithoutKubernetes(t)
+	t.Parallel() // each scenario has its own hosts, net and kubeconfig
 	const net, prefix = "172.31.15", "ct15"
 	c := &cluster{t: t, mark: time.Now()}
 	oldArt := BuildArtifactsVersion(t, "v1.33.13")
@@ -78,7 +79,7 @@ func TestUpgrade(t *testing.T) {
 	c.phase("3 hosts booted, node debs, v1.33.13 bundle")
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
-	t.Setenv("KUBECONFIG", c.kubeconfig)
+	c.e.kubeconfig = c.kubeconfig
 	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
 	failedSteps(t, ApplyEvents(out))
 	c.phase("apply: bare hosts -> healthy v1.33.13 cluster")
