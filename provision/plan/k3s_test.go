@@ -15,23 +15,7 @@ import (
 // and kubeconfig.
 func TestK3sGraph(t *testing.T) {
 	g, _ := offline(t, load(t, "k3s"))
-	before := func(a, b string) {
-		t.Helper()
-		for _, x := range g.Ancestors(b) {
-			if x == a {
-				return
-			}
-		}
-		t.Errorf("%s must run before %s", a, b)
-	}
-	independent := func(a, b string) {
-		t.Helper()
-		for _, x := range append(g.Ancestors(b), g.Descendants(b)...) {
-			if x == a {
-				t.Errorf("%s and %s must be able to run in parallel", a, b)
-			}
-		}
-	}
+	before, independent := ordering(t, g)
 	before("s1/hostprep/sysctl", "s1/k3s/install")
 	before("s1/k3s/install", "s1/k3s/init")
 	before("s1/k3s/init", "s2/k3s/join-server")

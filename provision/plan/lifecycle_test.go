@@ -25,12 +25,7 @@ func TestRemovedHostsArePlanned(t *testing.T) {
 		t.Fatal(err)
 	}
 	has := func(id string) bool { return g.Has(id) }
-	before := func(a, b string) {
-		t.Helper()
-		if !slices.Contains(g.Ancestors(b), a) {
-			t.Errorf("%s must run before %s", a, b)
-		}
-	}
+	before, _ := ordering(t, g)
 	for _, id := range []string{"old-w/remove/drain", "old-w/remove/node", "old-cp/remove/drain", "old-cp/remove/node", "old-cp/remove/etcd-member", "old-cp2/remove/etcd-member"} {
 		if !has(id) {
 			t.Errorf("no step %s", id)

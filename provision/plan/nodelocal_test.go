@@ -32,15 +32,7 @@ func TestNodeLocalPlan(t *testing.T) {
 	hosttest.AssertGolden(t, filepath.Join("testdata", "node-local.plan.txt"), txt.String())
 	hosttest.AssertGolden(t, filepath.Join("testdata", "node-local.plan.json"), js.String())
 
-	before := func(a, b string) {
-		t.Helper()
-		for _, x := range g.Ancestors(b) {
-			if x == a {
-				return
-			}
-		}
-		t.Errorf("%s must run before %s", a, b)
-	}
+	before, _ := ordering(t, g)
 	before("cp1/hostprep/packages", "cp1/kube/apiserver-proxy")
 	before("cp1/kube/apiserver-proxy", "cp1/kube/init")
 	before("cp2/kube/apiserver-proxy", "cp2/kube/join-control-plane")

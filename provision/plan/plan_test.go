@@ -8,6 +8,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -71,23 +72,7 @@ func TestOfflinePlanGolden(t *testing.T) {
 // The graph encodes the orderings a cluster build needs.
 func TestGraphOrdering(t *testing.T) {
 	g, _ := offline(t, load(t, "ha"))
-	before := func(a, b string) {
-		t.Helper()
-		for _, x := range g.Ancestors(b) {
-			if x == a {
-				return
-			}
-		}
-		t.Errorf("%s must run before %s", a, b)
-	}
-	independent := func(a, b string) {
-		t.Helper()
-		for _, x := range append(g.Ancestors(b), g.Descendants(b)...) {
-			if x == a {
-				t.Errorf("%s and %s must be able to run in parallel", a, b)
-			}
-		}
-	}
+	before, independent := ordering(t, g)
 	before("cp1/hostprep/kernel-modules", "cp1/hostprep/sysctl")
 	before("cp1/hostprep/sysctl", "cp1/runtime/containerd")
 	before("cp1/runtime/containerd", "cp1/kube/install")
@@ -160,4 +145,22 @@ func TestGraphDOTRendersWithGraphviz(t *testing.T) {
 			t.Errorf("%s: dot rejected the graph: %v\n%s", inv, err, stderr.String())
 		}
 	}
+}
+
+// ordering gives checks of g's order: before(a, b) fails t unless a runs
+// before b; independent(a, b) fails t unless they can run in parallel.
+func ordering(t *testing.T, g *plan.Graph) (before, independent func(a, b string)) {
+	before = func(a, b string) {
+		t.Helper()
+		if !slices.Contains(g.Ancestors(b), a) {
+			t.Errorf("%s must run before %s", a, b)
+		}
+	}
+	independent = func(a, b string) {
+		t.Helper()
+		if slices.Contains(append(g.Ancestors(b), g.Descendants(b)...), a) {
+			t.Errorf("%s and %s must be able to run in parallel", a, b)
+		}
+	}
+	return before, independent
 }

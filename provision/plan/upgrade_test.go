@@ -19,23 +19,7 @@ func TestUpgradeOrdering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := func(a, b string) {
-		t.Helper()
-		for _, x := range g.Ancestors(b) {
-			if x == a {
-				return
-			}
-		}
-		t.Errorf("%s must run before %s", a, b)
-	}
-	independent := func(a, b string) {
-		t.Helper()
-		for _, x := range append(g.Ancestors(b), g.Descendants(b)...) {
-			if x == a {
-				t.Errorf("%s and %s must be able to run in parallel", a, b)
-			}
-		}
-	}
+	before, independent := ordering(t, g)
 	for _, h := range []string{"cp1", "cp3", "w1", "w3"} {
 		before(h+"/kube/install", "cluster/kube/etcd-snapshot")
 	}
