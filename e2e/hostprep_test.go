@@ -274,8 +274,14 @@ func TestHostPrepKilledMidway(t *testing.T) {
 			t.Errorf("%s: half-written containerd config", h.Name)
 		}
 	}
+	// The killed run's lock is left on h1; its process is gone, so this
+	// machine's next run takes the lock over (a live or remote holder's
+	// lock would refuse it).
+	if got := e.sh(1, "test -e /var/lib/clusterctl/lock.json && echo left || echo none"); got != "left" {
+		t.Errorf("the killed run's lock on h1: %s", got)
+	}
 	out2 := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
-	mustContain(t, out2, "0 failed")
+	mustContain(t, out2, "0 failed", "took over lock ", "is no longer running")
 	e.verifyPrepared(k8sSysctls)
 	mustContain(t, e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec), "No changes.")
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
@@ -104,10 +105,11 @@ type Lock struct {
 // Options say who takes the lock. Empty fields are filled from the
 // process (user, machine, pid) and the clock.
 type Options struct {
-	Command string
-	Owner   string
-	PID     int
-	Now     func() time.Time
+	Command  string
+	Owner    string
+	PID      int
+	Now      func() time.Time
+	takeover bool // a dead local holder's lock was released once already
 	// Every is the heartbeat interval (HeartbeatEvery when 0).
 	Every time.Duration
 	// Warn receives heartbeat problems (the walk goes on: losing the lock
@@ -166,6 +168,19 @@ func (f File) Acquire(ctx context.Context, o Options) (*Lock, error) {
 		holder, err := parseInfo(body)
 		if err != nil {
 			return nil, fmt.Errorf("the cluster is locked, and the lock file %s on %s is unreadable (%v): remove it by hand once nobody is applying", f.path(), f.HostName, err)
+		}
+		// A holder on this machine whose process is gone (killed) cannot
+		// come back: its lock is taken over at once instead of waiting for
+		// its heartbeat to go stale.
+		if holder.Owner == info.Owner && !o.takeover && !processRunning(holder.PID) {
+			if _, err := f.ForceUnlock(ctx, holder.ID); err != nil {
+				return nil, fmt.Errorf("release the lock %s left by pid %d, which is no longer running: %w", holder.ID, holder.PID, err)
+			}
+			if o.Warn != nil {
+				o.Warn(fmt.Sprintf("took over lock %s on %s: its holder, pid %d on this machine, is no longer running", holder.ID, f.HostName, holder.PID))
+			}
+			o.takeover = true
+			return f.Acquire(ctx, o)
 		}
 		return nil, &HeldError{Holder: holder, Now: now, Stale: holder.Stale(now)}
 	default:
@@ -315,6 +330,16 @@ func run(ctx context.Context, h host.Host, line string) (string, error) {
 	var out bytes.Buffer
 	err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out})
 	return out.String(), err
+}
+
+// processRunning reports whether pid is a live process on this machine
+// (signal 0: ESRCH means gone; EPERM means it runs as someone else).
+func processRunning(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func whoami() string {

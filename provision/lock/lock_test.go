@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -221,4 +222,54 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("the heartbeat recreated a force-unlocked lock: %+v", info)
 	}
 	_ = l.Release(ctx)
+}
+
+// A run killed on this machine leaves its lock behind; the next run here
+// sees the holder's process is gone and takes the lock over. A holder on
+// another machine (or still running) is never taken over.
+func TestDeadLocalHolderIsTakenOver(t *testing.T) {
+	ctx := context.Background()
+	f := localFile(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := f.Acquire(ctx, Options{Command: "apply", PID: dead.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.stop() // killed: no heartbeat, no release
+	<-old.done
+	var warned []string
+	l, err := f.Acquire(ctx, Options{Command: "apply", Warn: func(m string) { warned = append(warned, m) }})
+	if err != nil {
+		t.Fatalf("Acquire over a dead local holder: %v", err)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "took over lock "+old.Info.ID) {
+		t.Errorf("warnings %q", warned)
+	}
+	_ = l.Release(ctx)
+
+	// The same dead pid, but another machine's: refused.
+	other, err := f.Acquire(ctx, Options{Command: "apply", Owner: "ci@elsewhere", PID: dead.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.stop()
+	<-other.done
+	if _, err := f.Acquire(ctx, Options{Command: "apply"}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Acquire over another machine's holder = %v, want ErrLocked", err)
+	}
+	// A live local holder (this test process): refused.
+	if _, err := f.ForceUnlock(ctx, other.Info.ID); err != nil {
+		t.Fatal(err)
+	}
+	live, err := f.Acquire(ctx, Options{Command: "apply"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Acquire(ctx, Options{Command: "apply"}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Acquire over a live local holder = %v, want ErrLocked", err)
+	}
+	_ = live.Release(ctx)
 }
