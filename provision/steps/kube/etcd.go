@@ -317,4 +317,3 @@ func RemoveSnapshot(ctx context.Context, h host.Host, file string) error {
 	}
 	return nil
 }
-

@@ -118,4 +118,3 @@ func TestEtcdManifestRefused(t *testing.T) {
 		}
 	}
 }
-
