@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
@@ -44,11 +43,6 @@ type member struct {
 	via     string // the first server (joins)
 }
 
-func hostOrIP(s string) bool {
-	_, err := netip.ParseAddr(s)
-	return err == nil || nameRE.MatchString(s)
-}
-
 func (m member) validate() error {
 	c, n := m.cluster, m.node
 	var errs []error
@@ -58,24 +52,7 @@ func (m member) validate() error {
 	if !versionRE.MatchString(c.Version) {
 		errs = append(errs, fmt.Errorf("k3s version %q: want e.g. 1.34.10+k3s1", c.Version))
 	}
-	if h, p, err := net.SplitHostPort(c.Endpoint); err != nil || !hostOrIP(h) {
-		errs = append(errs, fmt.Errorf("endpoint %q: want HOST:PORT", c.Endpoint))
-	} else if port, err := strconv.Atoi(p); err != nil || port < 1 || port > 65535 {
-		errs = append(errs, fmt.Errorf("endpoint %q: port %q", c.Endpoint, p))
-	}
-	for _, cidr := range []string{c.PodCIDR, c.ServiceCIDR} {
-		if _, err := netip.ParsePrefix(cidr); err != nil {
-			errs = append(errs, fmt.Errorf("%q is not a CIDR", cidr))
-		}
-	}
-	if !nameRE.MatchString(c.ClusterDomain) {
-		errs = append(errs, fmt.Errorf("cluster domain %q is not a DNS name", c.ClusterDomain))
-	}
-	for _, s := range c.APIServerSANs {
-		if !hostOrIP(s) {
-			errs = append(errs, fmt.Errorf("API server SAN %q is not a host name or IP", s))
-		}
-	}
+	errs = append(errs, c.NetworkErrors()...)
 	if c.ProxyMode != "iptables" && c.ProxyMode != "ipvs" {
 		errs = append(errs, fmt.Errorf("kube-proxy mode %q: want iptables or ipvs", c.ProxyMode))
 	}

@@ -95,20 +95,11 @@ type hostQuirks struct {
 	ConntrackReadOnly bool
 }
 
-func (c Cluster) validate() error {
-	if c.Distribution != "kubeadm" {
-		if c.Distribution == "k3s" {
-			return ErrK3sUnsupported
-		}
-		return fmt.Errorf("distribution %q: want kubeadm", c.Distribution)
-	}
+// NetworkErrors checks what every distribution's cluster shares: the
+// endpoint, the pod and service CIDRs, the cluster domain and the API
+// server's extra names.
+func (c Cluster) NetworkErrors() []error {
 	var errs []error
-	if !versionRE.MatchString(c.Version) {
-		errs = append(errs, fmt.Errorf("kubernetes version %q is not a version", c.Version))
-	}
-	if !nameRE.MatchString(c.Name) {
-		errs = append(errs, fmt.Errorf("cluster name %q is not a DNS name", c.Name))
-	}
 	if h, p, err := net.SplitHostPort(c.Endpoint); err != nil || h == "" || !hostOrIP(h) {
 		errs = append(errs, fmt.Errorf("endpoint %q: want HOST:PORT", c.Endpoint))
 	} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -127,6 +118,24 @@ func (c Cluster) validate() error {
 			errs = append(errs, fmt.Errorf("API server SAN %q is not a host name or IP", s))
 		}
 	}
+	return errs
+}
+
+func (c Cluster) validate() error {
+	if c.Distribution != "kubeadm" {
+		if c.Distribution == "k3s" {
+			return ErrK3sUnsupported
+		}
+		return fmt.Errorf("distribution %q: want kubeadm", c.Distribution)
+	}
+	var errs []error
+	if !versionRE.MatchString(c.Version) {
+		errs = append(errs, fmt.Errorf("kubernetes version %q is not a version", c.Version))
+	}
+	if !nameRE.MatchString(c.Name) {
+		errs = append(errs, fmt.Errorf("cluster name %q is not a DNS name", c.Name))
+	}
+	errs = append(errs, c.NetworkErrors()...)
 	if c.ImageRepository != "" && strings.ContainsAny(c.ImageRepository, " \t\n\"'\\") {
 		errs = append(errs, fmt.Errorf("image repository %q is not a repository", c.ImageRepository))
 	}
