@@ -122,8 +122,16 @@ func startClusterOf(t *testing.T, n, cps int, net, prefix, user string, rewrite 
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
 	c.e.kubeconfig = c.kubeconfig
-	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
-	d := c.phase("apply: bare hosts -> healthy cluster")
+	c.freshApply("apply: bare hosts -> healthy cluster")
+	return c
+}
+
+// freshApply applies the spec with JSON events, fails on any failed or
+// skipped step, and logs the per-phase table under the phase name.
+func (c *cluster) freshApply(phase string) {
+	t := c.t
+	out := c.e.clusterctl(0, "apply", "--yes", "-o", "json", c.e.spec)
+	d := c.phase(phase)
 	evs := ApplyEvents(out)
 	for _, ev := range evs {
 		if ev.Type == "failed" || ev.Type == "skipped" {
@@ -134,7 +142,6 @@ func startClusterOf(t *testing.T, n, cps int, net, prefix, user string, rewrite 
 	if t.Failed() {
 		t.FailNow()
 	}
-	return c
 }
 
 // verify checks the cluster from outside: every node Ready at v1.34.10,

@@ -135,18 +135,7 @@ func startK3s(t *testing.T, r k3sRelease, servers int) *cluster {
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
 	e.kubeconfig = c.kubeconfig
 	c.kubectl = r.bin
-	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
-	d := c.phase("apply: bare hosts -> healthy k3s cluster")
-	evs := ApplyEvents(out)
-	for _, ev := range evs {
-		if ev.Type == "failed" || ev.Type == "skipped" {
-			t.Errorf("%s %s: %s", ev.Step, ev.Type, ev.Error)
-		}
-	}
-	t.Logf("fresh apply in %s, per phase:\n%s", d.Round(100*time.Millisecond), PhaseTable(evs))
-	if t.Failed() {
-		t.FailNow()
-	}
+	c.freshApply("apply: bare hosts -> healthy k3s cluster")
 	return c
 }
 
