@@ -29,6 +29,10 @@ $KUBECONFIG, or ~/.kube/config: cluster and context NAME, user NAME-admin
 kept as they are; the current context is set only when there is none; the
 file is written atomically with mode 0600.
 
+Only the CA data and the client certificate, key or token are taken from
+the host: any other field (exec plugins, auth providers, proxy-url, file
+paths) would act on this machine, so it is dropped and named on stderr.
+
 --print writes a kubeconfig holding only this cluster to stdout instead:
 it carries the admin credentials, so keep it as you keep ~/.kube/config.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
