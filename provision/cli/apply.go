@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -147,10 +148,27 @@ type hostRunner struct {
 	facts    map[string]*facts.Facts
 	bundle   *bundle.Bundle
 	redactor *host.Redactor
+
+	mu       sync.Mutex
+	warnings []string // from steps, shown once the walk is over (a live view owns the terminal until then)
 }
 
 func (r *hostRunner) target(s step.Step) step.Target {
-	return step.Target{Host: r.hosts[s.Host], Facts: r.facts[s.Host], Bundle: r.bundle, Redactor: r.redactor, Peers: r.hosts}
+	warn := func(msg string) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.warnings = append(r.warnings, s.ID+": "+msg)
+	}
+	return step.Target{Host: r.hosts[s.Host], Facts: r.facts[s.Host], Bundle: r.bundle, Redactor: r.redactor, Peers: r.hosts, Warn: warn}
+}
+
+// takeWarnings returns the steps' warnings so far, and forgets them.
+func (r *hostRunner) takeWarnings() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.warnings
+	r.warnings = nil
+	return w
 }
 
 // Check asks the step; an Op that cannot check itself always applies.
@@ -334,6 +352,9 @@ func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, 
 	res, err := w.Walk(ctx)
 	if live != nil {
 		_ = live.Finish(res)
+	}
+	for _, msg := range s.runner.takeWarnings() {
+		fmt.Fprintln(stderr, "warning:", s.redactor.Redact(msg))
 	}
 	if res != nil && out == "text" {
 		path, total := res.CriticalPath()

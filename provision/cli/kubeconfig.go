@@ -29,6 +29,10 @@ $KUBECONFIG, or ~/.kube/config: cluster and context NAME, user NAME-admin
 kept as they are; the current context is set only when there is none; the
 file is written atomically with mode 0600.
 
+Only the CA data and the client certificate, key or token are taken from
+the host: any other field (exec plugins, auth providers, proxy-url, file
+paths) would act on this machine, so it is dropped and named on stderr.
+
 --print writes a kubeconfig holding only this cluster to stdout instead:
 it carries the admin credentials, so keep it as you keep ~/.kube/config.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,8 +69,10 @@ type kubeconfigOptions struct {
 	Context string // default: the cluster's name
 }
 
-// runKubeconfig fetches admin.conf and prints or merges it; only the
-// printed kubeconfig (which the user asked for) ever holds its secrets.
+// runKubeconfig fetches admin.conf and prints or merges it, either way
+// with only the host fields kube.MergeKubeconfig allows (the others are
+// named on stderr); only the printed kubeconfig (which the user asked for)
+// ever holds its secrets.
 func runKubeconfig(ctx context.Context, c *spec.Cluster, hosts map[string]host.Host, o kubeconfigOptions, stdout, stderr io.Writer) error {
 	name := o.Context
 	if name == "" {
@@ -77,15 +83,22 @@ func runKubeconfig(ctx context.Context, c *spec.Cluster, hosts map[string]host.H
 		return err
 	}
 	server := "https://" + operatorEndpoint(c, from)
+	warnDropped := func(dropped []string) {
+		if len(dropped) > 0 {
+			fmt.Fprintln(stderr, "warning:", kube.DroppedFieldsWarning(plan.Admin(c).Kubeconfig+" on "+from, dropped))
+		}
+	}
 	if o.Print {
-		b, err := kube.MergeKubeconfig(nil, admin, name, server)
+		b, dropped, err := kube.MergeKubeconfig(nil, admin, name, server)
+		warnDropped(dropped)
 		if err != nil {
 			return err
 		}
 		_, err = stdout.Write(b)
 		return err
 	}
-	path, changed, err := kube.MergeKubeconfigFile(admin, name, server)
+	path, changed, dropped, err := kube.MergeKubeconfigFile(admin, name, server)
+	warnDropped(dropped)
 	if err != nil {
 		return err
 	}

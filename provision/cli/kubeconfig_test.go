@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/clusterctl/clusterctl/provision/step"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
 )
 
@@ -136,5 +137,57 @@ func TestKubeconfigNoControlPlane(t *testing.T) {
 	err := runKubeconfig(context.Background(), c, hosts, kubeconfigOptions{Print: true}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "from h1: ") || !strings.Contains(err.Error(), "from h3: ") || stdout.Len() != 0 {
 		t.Errorf("error %v, stdout %q", err, stdout.String())
+	}
+}
+
+// hostileAdminConf adds to testAdminConf what a compromised control plane
+// could write to run code or read files on the operator's machine.
+var hostileAdminConf = strings.Replace(strings.Replace(testAdminConf,
+	"    server: https://172.31.13.12:6443\n", "    server: https://172.31.13.12:6443\n    proxy-url: socks5://evil:1080\n", 1),
+	"user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}",
+	"user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ, tokenFile: /etc/shadow, exec: {command: sh, args: [-c, touch /tmp/pwned]}, auth-provider: {name: oidc}}", 1)
+
+// TestKubeconfigDropsHostFields: both --print and the merge keep only the
+// allowed fields of a host's admin.conf and name the others on stderr.
+func TestKubeconfigDropsHostFields(t *testing.T) {
+	c := testSpec(t, haSpec)
+	hosts, f := fakes(t, "h1", "h2", "h3", "h4")
+	f["h1"].SetFile(kube.AdminConf, []byte(hostileAdminConf), 0o600)
+	p := filepath.Join(t.TempDir(), "config")
+	t.Setenv("KUBECONFIG", p)
+	for _, o := range []kubeconfigOptions{{Print: true}, {}} {
+		var stdout, stderr bytes.Buffer
+		if err := runKubeconfig(context.Background(), c, hosts, o, &stdout, &stderr); err != nil {
+			t.Fatal(err)
+		}
+		out := stdout.Bytes()
+		if !o.Print {
+			out, _ = os.ReadFile(p)
+		}
+		for _, bad := range []string{"exec", "touch", "tokenFile", "shadow", "proxy-url", "auth-provider"} {
+			if strings.Contains(string(out), bad) {
+				t.Errorf("print=%v: kubeconfig holds %q:\n%s", o.Print, bad, out)
+			}
+		}
+		if !strings.Contains(string(out), "client-key-data: S0VZ") {
+			t.Errorf("print=%v: the client key is missing:\n%s", o.Print, out)
+		}
+		want := "warning: ignored fields of /etc/kubernetes/admin.conf on h1 that clusterctl never takes from a host: cluster.proxy-url, user.auth-provider, user.exec, user.tokenFile "
+		if got := stderr.String(); !strings.Contains(got, want) || strings.Contains(got, "S0VZ") || strings.Contains(got, "touch") {
+			t.Errorf("print=%v: stderr %q\nwant %q", o.Print, got, want)
+		}
+	}
+}
+
+// TestHostRunnerWarnings: a step's warnings are kept, with its ID, until
+// the walk is over.
+func TestHostRunnerWarnings(t *testing.T) {
+	r := &hostRunner{}
+	r.target(step.Step{ID: "cluster/kube/kubeconfig"}).Warn("ignored fields")
+	if got := r.takeWarnings(); len(got) != 1 || got[0] != "cluster/kube/kubeconfig: ignored fields" {
+		t.Errorf("warnings %q", got)
+	}
+	if got := r.takeWarnings(); len(got) != 0 {
+		t.Errorf("warnings kept after take: %q", got)
 	}
 }

@@ -60,6 +60,7 @@ func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
 		controlPlaneUpgrades,
 		workers,
 		workerUpgrades,
+		joinSecrets,
 		addonsAndManifests,
 		removals,
 		healthAndKubeconfig,
@@ -369,6 +370,28 @@ func workers(b *builder) error {
 	}
 	b.phaseSteps[ClusterScope+"/workers"] = joins
 	return nil
+}
+
+// joinSecrets deletes clusterctl's bootstrap tokens and uploaded
+// certificates once kube/init and every join are done (upgrades make
+// none, so a failed upgrade does not keep them).
+func joinSecrets(b *builder) error {
+	var joins []string
+	for _, id := range append(b.after(ClusterScope, "control-planes"), b.after(ClusterScope, "workers")...) {
+		if s, ok := b.g.Get(id); ok && isJoin(s.Op) {
+			joins = append(joins, id)
+		}
+	}
+	b.add(ClusterScope, true, kube.DeleteJoinSecrets{}, joins...)
+	return nil
+}
+
+func isJoin(op step.Op) bool {
+	switch op.(type) {
+	case kube.InitControlPlane, kube.JoinControlPlane, kube.JoinWorker:
+		return true
+	}
+	return false
 }
 
 func addonsAndManifests(b *builder) error {

@@ -89,6 +89,11 @@ func TestGraphOrdering(t *testing.T) {
 	before("cluster/addons/cni", "cluster/addons/manifest/ingress")
 	before("w3/kube/join-worker", "cluster/addons/manifest/ingress")
 	before("cluster/addons/manifest/ingress", "cluster/addons/health")
+	// clusterctl's join secrets go once init and every join are done.
+	for _, join := range []string{"cp1/kube/init", "cp2/kube/join-control-plane", "cp3/kube/join-control-plane", "w1/kube/join-worker", "w2/kube/join-worker", "w3/kube/join-worker"} {
+		before(join, "cluster/kube/join-secrets")
+	}
+	independent("cluster/kube/join-secrets", "cluster/addons/manifest/ingress")
 
 	order, err := g.TopoOrder()
 	if err != nil {

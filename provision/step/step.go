@@ -90,6 +90,9 @@ type Target struct {
 	// certificate keys) so no log, plan or error shows them; nil redacts
 	// nothing.
 	Redactor *host.Redactor
+	// Warn takes what the operator should know about a step that still
+	// succeeded (fields dropped from a host's kubeconfig); nil drops it.
+	Warn func(msg string)
 	// Peers are the cluster's hosts by spec name, for steps that need
 	// another host than their own (a join asks the first control plane for
 	// its credentials); nil when planning offline.

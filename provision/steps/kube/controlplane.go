@@ -219,14 +219,25 @@ func runKubeadm(ctx context.Context, h host.Host, verb string, cfg []byte, timeo
 		return fmt.Errorf("upload the kubeadm %s config: %w", verb, err)
 	}
 	cmd := append([]string{"timeout", timeout, "kubeadm", verb, "--config", file}, args...)
-	// umask 077: kubeadm prints join commands (short-lived secrets) into the log.
+	// umask 077: kubeadm prints join commands (short-lived secrets) into the
+	// log, until redactLog takes them out.
 	line := "umask 077; " + host.Join(cmd...) + " >" + host.Quote(log) + " 2>&1; rc=$?; " + host.Join("rm", "-f", "--", file) +
-		"; if [ $rc -ne 0 ]; then echo \"kubeadm " + verb + " exited $rc (124: timed out after " + timeout + "s); the end of " + log + ":\"; " +
+		"; " + redactLog(log) + "; if [ $rc -ne 0 ]; then echo \"kubeadm " + verb + " exited $rc (124: timed out after " + timeout + "s); the end of " + log + ":\"; " +
 		host.Join("tail", "-n", "25", "--", log) + "; fi >&2; exit $rc"
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 		return fmt.Errorf("kubeadm %s: %w", verb, err)
 	}
 	return nil
+}
+
+// redactLog is the shell command that replaces, in the kubeadm log p,
+// whatever has the shape of a bootstrap token or a certificate key (the
+// CA hash too, which is no secret) with <redacted>. Matching by shape
+// keeps every secret off the command line; when sed fails, the log goes
+// rather than stays in clear.
+func redactLog(p string) string {
+	return host.Join("sed", "-E", "-i", "-e", `s/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted>/g`, "-e", `s/[a-f0-9]{64}/<redacted>/g`, "--", p) +
+		" || " + host.Join("rm", "-f", "--", p)
 }
 
 // waitAPI waits up to a minute for the API server to answer through

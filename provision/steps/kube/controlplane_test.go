@@ -12,6 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -122,6 +125,13 @@ func TestInitFresh(t *testing.T) {
 		}
 	}
 	assertNoSecrets(t, secrets, h.Transcript())
+	// The log keeps kubeadm's output, not its secrets: redacted on the
+	// host by shape, before a failure's tail is read, with no secret on
+	// the command line.
+	redact := `rm -f -- /etc/kubernetes/clusterctl/kubeadm-init.yaml; sed -E -i -e 's/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted>/g' -e 's/[a-f0-9]{64}/<redacted>/g' -- /var/log/clusterctl/kubeadm-init.log || rm -f -- /var/log/clusterctl/kubeadm-init.log; if [ $rc -ne 0 ]`
+	if !strings.Contains(h.Transcript(), redact) {
+		t.Errorf("kubeadm init's log is not redacted on the host:\n%s", h.Transcript())
+	}
 	steptest.Golden(t, "init-fresh", steptest.Section("check", steptest.Report(initOp, ch, nil)), steptest.Section("transcript", h.Transcript()))
 }
 
@@ -221,5 +231,37 @@ func TestCACertHash(t *testing.T) {
 	}
 	if _, err := kube.CACertHash([]byte("not a certificate")); err == nil {
 		t.Error("garbage hashed")
+	}
+}
+
+// TestRedactLogRuns runs the redaction command with this machine's sh and
+// sed on what kubeadm init prints: the token and certificate key are gone,
+// the rest (and the file's mode) stays.
+func TestRedactLogRuns(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "kubeadm-init.log")
+	out := "[bootstrap-token] Using token: " + testToken + "\n" +
+		"[upload-certs] Using certificate key:\n" + testCertKey + "\n" +
+		"You can now join any number of control-plane nodes by running:\n" +
+		"  kubeadm join 172.31.10.11:6443 --token " + testToken + " \\\n" +
+		"\t--discovery-token-ca-cert-hash sha256:" + strings.Repeat("ab", 32) + " \\\n" +
+		"\t--control-plane --certificate-key " + testCertKey + "\n"
+	if err := os.WriteFile(log, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("sh", "-c", kube.RedactLog(log)).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoSecrets(t, []string{testToken, testCertKey, "9mfz4t1cw8bd0e3h"}, string(b))
+	for _, want := range []string{"Using token: <redacted>\n", "--token <redacted> ", "--certificate-key <redacted>\n", "kubeadm join 172.31.10.11:6443 "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("redacted log lacks %q:\n%s", want, b)
+		}
+	}
+	if st, _ := os.Stat(log); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %o after redaction, want 600", st.Mode().Perm())
 	}
 }

@@ -104,7 +104,9 @@ func (j joiner) apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return err
 	}
-	out, err := runOut(ctx, cp, host.Join("kubeadm", "token", "create", "--ttl", TokenTTL, "--description", "clusterctl join of "+j.node.Name))
+	// The description starts with ownTokenPrefix: kube/join-secrets
+	// deletes the token if the deferred delete below does not.
+	out, err := runOut(ctx, cp, host.Join("kubeadm", "token", "create", "--ttl", TokenTTL, "--description", ownTokenPrefix+"join of "+j.node.Name))
 	token := strings.TrimSpace(out)
 	t.Redactor.Add(token)
 	if err != nil {

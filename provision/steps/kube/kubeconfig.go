@@ -9,6 +9,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -74,31 +79,34 @@ func (o Kubeconfig) Apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", src, err)
 	}
-	_, _, err = MergeKubeconfigFile(admin, o.Cluster, "https://"+o.Endpoint)
+	_, _, dropped, err := MergeKubeconfigFile(admin, o.Cluster, "https://"+o.Endpoint)
+	if len(dropped) > 0 && t.Warn != nil {
+		t.Warn(DroppedFieldsWarning(src, dropped))
+	}
 	return err
 }
 
 // MergeKubeconfigFile merges admin into the operator's kubeconfig
 // (KubeconfigPath) as MergeKubeconfig does, writing the file atomically
 // with mode 0600 and only when its content changes. It returns the file's
-// path and whether it was written.
-func MergeKubeconfigFile(admin []byte, name, server string) (path string, changed bool, err error) {
+// path, whether it was written, and the fields of admin it dropped.
+func MergeKubeconfigFile(admin []byte, name, server string) (path string, changed bool, dropped []string, err error) {
 	p, err := KubeconfigPath()
 	if err != nil {
-		return "", false, err
+		return "", false, nil, err
 	}
 	old, err := os.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return p, false, fmt.Errorf("read %s: %w", p, err)
+		return p, false, nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	merged, err := MergeKubeconfig(old, admin, name, server)
+	merged, dropped, err := MergeKubeconfig(old, admin, name, server)
 	if err != nil {
-		return p, false, fmt.Errorf("merge into %s: %w", p, err)
+		return p, false, dropped, fmt.Errorf("merge into %s: %w", p, err)
 	}
 	if bytes.Equal(old, merged) {
-		return p, false, nil
+		return p, false, dropped, nil
 	}
-	return p, true, writePrivate(p, merged)
+	return p, true, dropped, writePrivate(p, merged)
 }
 
 // writePrivate writes b to p atomically with mode 0600 (its directory
@@ -145,24 +153,83 @@ type adminConf struct {
 	} `yaml:"users"`
 }
 
+// hostFields are the only fields of a host's admin kubeconfig that reach
+// the operator's: kubectl acts on every other one on the operator's
+// machine (exec and auth-provider run commands, tokenFile and
+// client-certificate read local files, proxy-url redirects traffic), and
+// whoever is root on a control plane writes that file. The server is ours.
+var hostFields = map[string][]string{
+	"cluster": {"certificate-authority-data"},
+	"user":    {"client-certificate-data", "client-key-data", "token"},
+}
+
+// allowed copies from m the string fields of hostFields[section] and
+// names every other field as "section.key", sorted; values are never read
+// into a name.
+func allowed(section string, m map[string]any) (kept map[string]any, dropped []string) {
+	kept = map[string]any{}
+	for k, v := range m {
+		if section == "cluster" && k == "server" {
+			continue // replaced by the merge
+		}
+		if _, ok := v.(string); ok && slices.Contains(hostFields[section], k) {
+			kept[k] = v
+			continue
+		}
+		dropped = append(dropped, section+"."+fieldName(k))
+	}
+	sort.Strings(dropped)
+	return kept, dropped
+}
+
+// fieldName shows a key as it is when it is a plain name, else quoted:
+// a hostile key must not reach the terminal raw.
+func fieldName(k string) string {
+	if plainKeyRE.MatchString(k) {
+		return k
+	}
+	return strconv.QuoteToASCII(k)
+}
+
+var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// DroppedFieldsWarning tells the operator which fields of a host's admin
+// kubeconfig (from) were not taken, naming at most 20 of them.
+func DroppedFieldsWarning(from string, dropped []string) string {
+	names := dropped
+	more := ""
+	if len(names) > 20 {
+		names, more = names[:20], fmt.Sprintf(" and %d more", len(dropped)-20)
+	}
+	return fmt.Sprintf("ignored fields of %s that clusterctl never takes from a host: %s%s (only the CA data, client certificate and key, and token are merged)",
+		from, strings.Join(names, ", "), more)
+}
+
 // MergeKubeconfig merges admin (kubeadm's admin.conf) into existing (a
 // kubeconfig, possibly empty) as cluster, context NAME and user
-// NAME-admin, the cluster's server set to server.
-func MergeKubeconfig(existing, admin []byte, name, server string) ([]byte, error) {
+// NAME-admin, the cluster's server set to server. Only the fields in
+// hostFields are taken from admin; dropped names the others.
+func MergeKubeconfig(existing, admin []byte, name, server string) (merged []byte, dropped []string, err error) {
 	var a adminConf
 	if err := yaml.Unmarshal(admin, &a); err != nil {
-		return nil, fmt.Errorf("read admin.conf: %w", err)
+		return nil, nil, fmt.Errorf("read admin.conf: %w", err)
 	}
 	if len(a.Clusters) != 1 || len(a.Users) != 1 || a.Clusters[0].Cluster == nil || a.Users[0].User == nil {
-		return nil, errors.New("read admin.conf: want one cluster and one user")
+		return nil, nil, errors.New("read admin.conf: want one cluster and one user")
 	}
-	a.Clusters[0].Cluster["server"] = server
+	cluster, droppedCluster := allowed("cluster", a.Clusters[0].Cluster)
+	cluster["server"] = server
+	creds, droppedUser := allowed("user", a.Users[0].User)
+	dropped = append(droppedCluster, droppedUser...)
+	if len(creds) == 0 {
+		return nil, dropped, errors.New("read admin.conf: its user has no client certificate, key or token")
+	}
 	user := name + "-admin"
 
 	var doc yaml.Node
 	if len(bytes.TrimSpace(existing)) > 0 {
 		if err := yaml.Unmarshal(existing, &doc); err != nil {
-			return nil, fmt.Errorf("read the kubeconfig: %w", err)
+			return nil, dropped, fmt.Errorf("read the kubeconfig: %w", err)
 		}
 	}
 	if doc.Kind == 0 {
@@ -170,7 +237,7 @@ func MergeKubeconfig(existing, admin []byte, name, server string) ([]byte, error
 	}
 	root := doc.Content[0]
 	if doc.Kind != yaml.DocumentNode || root.Kind != yaml.MappingNode {
-		return nil, errors.New("the kubeconfig is not a YAML mapping")
+		return nil, dropped, errors.New("the kubeconfig is not a YAML mapping")
 	}
 	for key, value := range map[string]string{"apiVersion": "v1", "kind": "Config"} {
 		if mapGet(root, key) == nil {
@@ -181,17 +248,17 @@ func MergeKubeconfig(existing, admin []byte, name, server string) ([]byte, error
 		section, name string
 		value         any
 	}{
-		{"clusters", name, map[string]any{"name": name, "cluster": a.Clusters[0].Cluster}},
-		{"users", user, map[string]any{"name": user, "user": a.Users[0].User}},
+		{"clusters", name, map[string]any{"name": name, "cluster": cluster}},
+		{"users", user, map[string]any{"name": user, "user": creds}},
 		{"contexts", name, map[string]any{"name": name, "context": map[string]string{"cluster": name, "user": user}}},
 	}
 	for _, e := range entries {
 		var n yaml.Node
 		if err := n.Encode(e.value); err != nil {
-			return nil, err
+			return nil, dropped, err
 		}
 		if err := upsert(root, e.section, e.name, &n); err != nil {
-			return nil, err
+			return nil, dropped, err
 		}
 	}
 	if cur := mapGet(root, "current-context"); cur == nil || cur.Value == "" {
@@ -201,9 +268,9 @@ func MergeKubeconfig(existing, admin []byte, name, server string) ([]byte, error
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
-		return nil, err
+		return nil, dropped, err
 	}
-	return out.Bytes(), nil
+	return out.Bytes(), dropped, nil
 }
 
 func mapGet(m *yaml.Node, key string) *yaml.Node {

@@ -1,0 +1,4 @@
+package kube
+
+// RedactLog exposes redactLog to the external tests, which run it.
+var RedactLog = redactLog
