@@ -63,7 +63,7 @@ func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writ
 	var problems []string
 	for _, name := range c.ControlPlanes() {
 		admin := plan.Admin(c)
-		r, err := state.Read(ctx, f.hosts[name], admin.Kubectl, admin.Kubeconfig)
+		r, err := state.Read(ctx, f.hosts[name], admin.Kubectl, admin.Kubeconfig, c.Name)
 		if err == nil {
 			rec = r
 			if r != nil || len(problems) == 0 {

@@ -155,7 +155,7 @@ func clusterState(ctx context.Context, c *spec.Cluster, name string, h host.Host
 	st := &state.Status{}
 	var errs []string
 	admin := plan.Admin(c)
-	rec, err := state.Read(ctx, h, admin.Kubectl, admin.Kubeconfig)
+	rec, err := state.Read(ctx, h, admin.Kubectl, admin.Kubeconfig, c.Name)
 	if err != nil {
 		errs = append(errs, red.Redact(err.Error()))
 	}
