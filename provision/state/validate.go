@@ -173,4 +173,3 @@ func schema(def, s string) bool {
 }
 
 func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
-
