@@ -16,6 +16,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/plan"
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/state"
+	"github.com/clusterctl/clusterctl/provision/transport/ssh"
 )
 
 // firstReachable runs fn on the control planes in spec order until one
@@ -84,16 +85,20 @@ func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writ
 	return rec
 }
 
-// connectRemoved connects to the hosts that left the spec, as the record
-// says they were reached (the spec's SSH defaults fill in keys and
-// bastion). Those that cannot be reached are returned: they are taken out
-// of the cluster without being reset.
+// connectRemoved connects to the hosts that left the spec and were named
+// for removal, as the record says they were reached (the spec's SSH
+// defaults fill in keys and bastion). Their host keys must already be in
+// known_hosts whatever the spec's hostKeyPolicy: only the record vouches
+// for their addresses, so a key is never learnt from them. Those that
+// cannot be reached are returned: they are taken out of the cluster
+// without being reset.
 func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []state.Host, stderr io.Writer) map[string]bool {
 	if len(removed) == 0 {
 		return nil
 	}
 	shadow := *c
 	shadow.Hosts = maps.Clone(c.Hosts)
+	shadow.SSH.HostKeyPolicy = ssh.HostKeyStrict
 	gone := map[string]bool{}
 	for _, r := range removed {
 		shadow.Hosts[r.Name] = spec.Host{Address: r.Address, Roles: r.Roles, SSH: &spec.HostSSH{User: r.User, Port: r.Port}}
