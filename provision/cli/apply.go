@@ -81,11 +81,16 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 		}
 	}()
 	if o.Lock != "" {
-		if s.lock, err = takeLock(ctx, c, f, o.Lock, stderr); err != nil {
+		if s.lock, err = takeLock(ctx, c, f, d.v.GetString("lock-host"), o.Lock, stderr); err != nil {
 			return nil, err
 		}
 	}
 	s.previous = readPrevious(ctx, c, f, stderr)
+	if s.lock != nil && s.previous != nil {
+		if err := s.lock.NoteRecord(ctx, s.previous.Digest); err != nil {
+			fmt.Fprintln(stderr, "warning:", red.Redact(err.Error()))
+		}
+	}
 	bo := plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, RemoveHosts: d.v.GetStringSlice("remove-hosts")}
 	if pending := bo.PendingRemovals(c); len(pending) > 0 {
 		if o.Lock != "" {
@@ -238,6 +243,7 @@ any host changed since the plan was made.`,
 	f.Int("per-host", 1, "changing steps run at once on one host")
 	addSelectFlags(f)
 	addRemoveHostsFlag(f)
+	addLockHostFlag(f)
 	return cmd
 }
 
