@@ -147,6 +147,13 @@ func TestScale(t *testing.T) {
 	})
 	out = e.clusterctl(1, "apply", "--yes", e.spec)
 	mustContain(t, out, "the cluster is locked by ", fmt.Sprintf("(pid %d, \"apply\")", cmd.Process.Pid), "wait for it to finish")
+	// The holder notes which record it planned against (its sha256).
+	Eventually(t, "the record's digest in the lock", time.Minute, func() error {
+		if l := e.sh(1, "cat /var/lib/clusterctl/lock.json 2>/dev/null || true"); !regexp.MustCompile(`"record":"[0-9a-f]{64}"`).MatchString(l) {
+			return fmt.Errorf("lock file: %s", l)
+		}
+		return nil
+	})
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("scale-up apply: %v\n%s", err, first.String())
 	}
