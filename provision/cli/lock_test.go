@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provision/host"
+	"github.com/clusterctl/clusterctl/provision/host/hosttest"
+	"github.com/clusterctl/clusterctl/provision/state"
 )
 
 // The lock lives on the spec's first control plane, never on "the first
@@ -49,4 +52,37 @@ func TestLockHost(t *testing.T) {
 			t.Errorf("lockHost(%q) = %q, %v; want %q, %q", tc.flag, got, err, tc.want, tc.err)
 		}
 	}
+}
+
+// A record that does not validate is refused with a warning naming the
+// field, and the plan goes on without it: none of its hosts is dialled.
+func TestReadPreviousRefusesBadRecord(t *testing.T) {
+	c := testSpec(t, oneCPSpec)
+	hosts, f := fakes(t, "h1", "h2", "h3")
+	rec := testRecord(c, c.Digest)
+	rec.Hosts = append(rec.Hosts, state.Host{Name: "victim", Address: "10.9.9.9", Roles: []string{"worker"}, User: "root", Port: 22})
+	rec.Hosts[1].User = "root -oProxyCommand=id"
+	expectRecord(t, f["h1"], rec)
+	var stderr bytes.Buffer
+	got := readPrevious(context.Background(), c, &fleet{hosts: hosts, redactor: host.NewRedactor()}, &stderr)
+	if got != nil {
+		t.Fatalf("a bad record is used: %+v", got)
+	}
+	for _, want := range []string{"warning: could not read the cluster's record", `hosts[1].user: "root -oProxyCommand=id" is not a user name`, "hosts removed from the spec since then are not planned"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q lacks %q", stderr.String(), want)
+		}
+	}
+	if gone := connectRemoved(context.Background(), c, &fleet{hosts: hosts}, got.Removed(c.Names()), &stderr); gone != nil {
+		t.Errorf("hosts of a refused record were dialled: %v", gone)
+	}
+}
+
+func expectRecord(t *testing.T, h *hosttest.Fake, rec *state.Record) {
+	t.Helper()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ExpectFunc("read the record", func(l string) bool { return strings.Contains(l, "get configmap clusterctl-state") }).Stdout("@@clusterctl-record\n" + string(b) + "\n")
 }
