@@ -40,8 +40,10 @@ const scaleSpec = `cluster: {
 //     second apply, naming the holder;
 //   - a host added to the spec is prepared and joined, and nothing else on
 //     the other hosts changes but their /etc/hosts;
-//   - a host removed from the spec is drained, deleted, reset, and the
-//     workload keeps answering; the record forgets it.
+//   - a host removed from the spec is left alone (plan warns, apply
+//     refuses) until named with --remove-hosts; then it is drained,
+//     deleted, reset, and the workload keeps answering; the record
+//     forgets it.
 func TestScale(t *testing.T) {
 	skipWithoutKubernetes(t)
 	t.Parallel() // each scenario has its own hosts, net and kubeconfig
@@ -145,6 +147,13 @@ func TestScale(t *testing.T) {
 	})
 	out = e.clusterctl(1, "apply", "--yes", e.spec)
 	mustContain(t, out, "the cluster is locked by ", fmt.Sprintf("(pid %d, \"apply\")", cmd.Process.Pid), "wait for it to finish")
+	// The holder notes which record it planned against (its sha256).
+	Eventually(t, "the record's digest in the lock", time.Minute, func() error {
+		if l := e.sh(1, "cat /var/lib/clusterctl/lock.json 2>/dev/null || true"); !regexp.MustCompile(`"record":"[0-9a-f]{64}"`).MatchString(l) {
+			return fmt.Errorf("lock file: %s", l)
+		}
+		return nil
+	})
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("scale-up apply: %v\n%s", err, first.String())
 	}
@@ -162,13 +171,22 @@ func TestScale(t *testing.T) {
 	// Scale down: h2 leaves.
 	writeInv(h2Line.ReplaceAllString(full, ""))
 	git("commit", "-q", "-am", "remove h2")
+	// Only the record says h2 was ever in the cluster: its removal waits
+	// for the operator to name it.
 	out = e.clusterctl(0, "plan", e.spec)
+	mustContain(t, out, "warning: host h2 left the spec", "pass --remove-hosts h2")
+	if strings.Contains(out, "h2/remove/drain") || strings.Contains(out, "h2/kube/reset") {
+		t.Errorf("an unconfirmed removal is planned:\n%s", out)
+	}
+	out = e.clusterctl(1, "apply", "--yes", e.spec)
+	mustContain(t, out, "apply refused: host h2 left the spec", "pass --remove-hosts h2")
+	out = e.clusterctl(0, "plan", "--remove-hosts", "h2", e.spec)
 	mustContain(t, out, "-  h2/remove/drain", "-  h2/remove/node", "h2/kube/reset")
 	if strings.Contains(out, "h2/remove/etcd-member") {
 		t.Error("a worker's removal plans an etcd member removal")
 	}
 	start = time.Now()
-	e.clusterctl(0, "apply", "--yes", e.spec)
+	e.clusterctl(0, "apply", "--yes", "--remove-hosts", "h2", e.spec)
 	t.Logf("scale down (h2 leaves): %s", time.Since(start).Round(time.Second))
 	if n := Kubectl(t, kubectl, kubeconfig, "e2e", "get", "nodes", "--no-headers", "-o", "name"); strings.Contains(n, "node/h2") || strings.Count(n, "node/") != 3 {
 		t.Errorf("nodes after scale down:\n%s", n)

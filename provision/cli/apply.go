@@ -82,13 +82,25 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 		}
 	}()
 	if o.Lock != "" {
-		if s.lock, err = takeLock(ctx, c, f, o.Lock, stderr); err != nil {
+		if s.lock, err = takeLock(ctx, c, f, d.v.GetString("lock-host"), o.Lock, stderr); err != nil {
 			return nil, err
 		}
 	}
 	s.previous = readPrevious(ctx, c, f, stderr)
-	gone := connectRemoved(ctx, c, f, s.previous.Removed(c.Names()), stderr)
-	full, err := plan.Build(c, plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, Gone: gone})
+	if s.lock != nil && s.previous != nil {
+		if err := s.lock.NoteRecord(ctx, s.previous.Digest); err != nil {
+			fmt.Fprintln(stderr, "warning:", red.Redact(err.Error()))
+		}
+	}
+	bo := plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, RemoveHosts: d.v.GetStringSlice("remove-hosts")}
+	if pending := bo.PendingRemovals(c); len(pending) > 0 {
+		if o.Lock != "" {
+			return nil, fmt.Errorf("%s refused: %s", o.Lock, pendingRemovals(pending))
+		}
+		fmt.Fprintf(stderr, "warning: %s\n", pendingRemovals(pending))
+	}
+	bo.Gone = connectRemoved(ctx, c, f, bo.ConfirmedRemovals(c), stderr)
+	full, err := plan.Build(c, bo)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +260,24 @@ any host changed since the plan was made.`,
 	f.Int("parallel", 20, "steps (and fact probes) run at once across hosts")
 	f.Int("per-host", 1, "changing steps run at once on one host")
 	addSelectFlags(f)
+	addRemoveHostsFlag(f)
+	addLockHostFlag(f)
 	return cmd
+}
+
+// addRemoveHostsFlag: hosts that left the spec are taken out of the
+// cluster (drained, reset, deleted) only when named here, since only the
+// in-cluster record says they were ever part of it.
+func addRemoveHostsFlag(f *pflag.FlagSet) {
+	f.StringSlice("remove-hosts", nil, "confirm the removal of these hosts, which left the spec but are in the cluster's record of its last apply: "+
+		"they are drained, their etcd members removed, reset and their Nodes deleted (names, comma-separated)")
+}
+
+// pendingRemovals says which hosts wait for --remove-hosts, and why.
+func pendingRemovals(names []string) string {
+	return fmt.Sprintf("host %s left the spec but the cluster's record of its last apply (kube-system/%s) still lists it; "+
+		"its removal (drain, etcd member, reset, Node deleted) is not planned until you confirm it: check that this is the machine you mean to wipe, then pass --remove-hosts %s",
+		strings.Join(names, ", "), state.ConfigMapName, strings.Join(names, ","))
 }
 
 // readPlanArg takes a leading plan file (*.json) off the arguments and

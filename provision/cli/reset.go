@@ -60,7 +60,7 @@ backup first ('clusterctl backup'): a reset cluster is gone.`,
 				return err
 			}
 			defer s.Close() // releases the lock too
-			if s.lock, err = takeLock(ctx, c, s.fleet, "reset", cmd.ErrOrStderr()); err != nil {
+			if s.lock, err = takeLock(ctx, c, s.fleet, d.v.GetString("lock-host"), "reset", cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			p, err := s.plan(ctx, args)
@@ -92,6 +92,7 @@ backup first ('clusterctl backup'): a reset cluster is gone.`,
 	f.Bool("yes", false, "reset without asking for confirmation")
 	f.Int("parallel", 20, "steps (and fact probes) run at once across hosts")
 	f.Int("per-host", 1, "changing steps run at once on one host")
+	addLockHostFlag(f)
 	return cmd
 }
 

@@ -60,6 +60,7 @@ first.`,
 	f.Bool("rebuild", false, "reset hosts that hold another cluster and rebuild the cluster from the backup")
 	f.Int("parallel", 20, "steps (and fact probes) run at once across hosts")
 	f.Int("per-host", 1, "changing steps run at once on one host")
+	addLockHostFlag(f)
 	return cmd
 }
 
@@ -132,7 +133,7 @@ func (r *restorer) run(ctx context.Context) (err error) {
 			err = errors.New(r.red.Redact(err.Error()))
 		}
 	}()
-	l, err := takeLock(ctx, r.c, r.f, "restore", r.stderr)
+	l, err := takeLock(ctx, r.c, r.f, r.d.v.GetString("lock-host"), "restore", r.stderr)
 	if err != nil {
 		return err
 	}

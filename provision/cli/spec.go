@@ -96,6 +96,7 @@ host is treated as blank. With -out FILE the plan is also saved for
 	f.String("out", "", "also save the plan to this file (JSON) for 'apply FILE'")
 	f.Int("parallel", 20, "hosts probed at once")
 	addSelectFlags(f)
+	addRemoveHostsFlag(f)
 	return cmd
 }
 

@@ -64,9 +64,13 @@ error before anything could be looked at (e.g. an invalid spec).`,
 				return err
 			}
 			defer f.Close()
+			lockAt, err := lockHost(c, d.v.GetString("lock-host"))
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			look := func(ctx context.Context) (*addons.Report, error) {
-				return lookStatus(ctx, c, f.hosts, e, red), nil
+				return lookStatus(ctx, c, f.hosts, lockAt, e, red), nil
 			}
 			var r *addons.Report
 			var unhealthy error
@@ -95,6 +99,7 @@ error before anything could be looked at (e.g. an invalid spec).`,
 	f := cmd.Flags()
 	f.Bool("wait", false, "look again until the cluster is healthy or the timeout passes")
 	f.String("timeout", "", "bound of --wait (default: the spec's health.timeout)")
+	addLockHostFlag(f)
 	return cmd
 }
 
@@ -149,20 +154,23 @@ func waitStatus(ctx context.Context, timeout time.Duration, look func(context.Co
 	})
 }
 
-// clusterState reads the record of the last apply and the lock from the
-// control plane the look ran on.
-func clusterState(ctx context.Context, c *spec.Cluster, name string, h host.Host, red *host.Redactor) *state.Status {
+// clusterState reads the record of the last apply from the control plane
+// the look ran on (h), and the lock from the lock's host (lockAt), when
+// that one answered over SSH (lockErr nil).
+func clusterState(ctx context.Context, c *spec.Cluster, h host.Host, lockAt string, lockHost host.Host, lockErr error, red *host.Redactor) *state.Status {
 	st := &state.Status{}
 	var errs []string
 	admin := plan.Admin(c)
-	rec, err := state.Read(ctx, h, admin.Kubectl, admin.Kubeconfig)
+	rec, err := state.Read(ctx, h, admin.Kubectl, admin.Kubeconfig, c.Name)
 	if err != nil {
 		errs = append(errs, red.Redact(err.Error()))
 	}
 	st.LastApply = rec
 	st.SpecChanged = rec != nil && rec.SpecDigest != c.Digest
-	holder, err := lock.File{Host: h, HostName: name}.Read(ctx)
-	if err != nil {
+	var holder *lock.Info
+	if lockErr != nil {
+		errs = append(errs, fmt.Sprintf("the lock on %s was not read: %s", lockAt, red.Redact(lockErr.Error())))
+	} else if holder, err = (lock.File{Host: lockHost, HostName: lockAt}).Read(ctx); err != nil {
 		errs = append(errs, red.Redact(err.Error()))
 	}
 	if holder != nil {
@@ -175,7 +183,7 @@ func clusterState(ctx context.Context, c *spec.Cluster, name string, h host.Host
 // lookStatus is one look: every host over SSH in parallel, and the look at
 // the cluster on the first control plane (in spec order) that answers;
 // while it runs, the other hosts' SSH checks go on.
-func lookStatus(ctx context.Context, c *spec.Cluster, hosts map[string]host.Host, e addons.Expect, red *host.Redactor) *addons.Report {
+func lookStatus(ctx context.Context, c *spec.Cluster, hosts map[string]host.Host, lockAt string, e addons.Expect, red *host.Redactor) *addons.Report {
 	type answer struct {
 		err  error
 		done chan struct{}
@@ -206,7 +214,8 @@ func lookStatus(ctx context.Context, c *spec.Cluster, hosts map[string]host.Host
 			continue
 		}
 		r = rep
-		r.State = clusterState(ctx, c, cp, hosts[cp], red)
+		<-answers[lockAt].done
+		r.State = clusterState(ctx, c, hosts[cp], lockAt, hosts[lockAt], answers[lockAt].err, red)
 		break
 	}
 	wg.Wait()

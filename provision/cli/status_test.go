@@ -105,9 +105,9 @@ func goldenStatus(t *testing.T, name string, r *addons.Report) {
 	hosttest.AssertGolden(t, filepath.Join("testdata", "status", name+".json"), js.String())
 }
 
-// expectState answers the reads of the record of the last apply and of
-// the lock on the control plane the look ran on.
-func expectState(t *testing.T, h *hosttest.Fake, rec *state.Record, holder *lock.Info) {
+// expectState answers the reads of the record of the last apply (on the
+// control plane the look ran on, h) and of the lock (on its host, lh).
+func expectState(t *testing.T, h *hosttest.Fake, rec *state.Record, lh *hosttest.Fake, holder *lock.Info) {
 	t.Helper()
 	answer := "@@clusterctl-no-record\n"
 	if rec != nil {
@@ -123,7 +123,7 @@ func expectState(t *testing.T, h *hosttest.Fake, rec *state.Record, holder *lock
 		b, _ := json.Marshal(holder)
 		answer = fmt.Sprintf("@@lock-held\n%d\n%s\n", holder.Heartbeat.Unix(), b)
 	}
-	h.ExpectFunc("read the lock", func(l string) bool { return strings.Contains(l, "/var/lib/clusterctl/lock.json") }).Stdout(answer)
+	lh.ExpectFunc("read the lock", func(l string) bool { return strings.Contains(l, "/var/lib/clusterctl/lock.json") }).Stdout(answer)
 }
 
 func testRecord(c *spec.Cluster, digest string) *state.Record {
@@ -155,8 +155,8 @@ func TestStatusHealthy(t *testing.T) {
 			podJSON("etcd-h1", "h1", true),
 			podJSON("kube-proxy-abcde", "h2", true),
 		}, "0 200\n"))
-	expectState(t, f["h1"], testRecord(c, c.Digest), nil)
-	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	expectState(t, f["h1"], testRecord(c, c.Digest), f["h1"], nil)
+	r := lookStatus(context.Background(), c, hosts, c.ControlPlanes()[0], e, host.NewRedactor())
 	if !r.Healthy || r.CheckedFrom != "h1" || len(r.Problems) != 0 {
 		t.Errorf("healthy %v from %q, problems %q", r.Healthy, r.CheckedFrom, r.Problems)
 	}
@@ -190,9 +190,10 @@ func TestStatusLostControlPlane(t *testing.T) {
 		`{"kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 5, "updatedNumberScheduled": 5, "numberAvailable": 4}}`,
 	}, "0 503\n"))
 	stale := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
-	expectState(t, f["h2"], testRecord(c, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+	// The lock lives on h2 (--lock-host h2: h1 is gone for good).
+	expectState(t, f["h2"], testRecord(c, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), f["h2"],
 		&lock.Info{ID: "k3v7q2m9x4b8n6c1", Owner: "ci@runner-7", PID: 4242, Command: "apply", Host: "h1", Started: stale, Heartbeat: stale})
-	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	r := lookStatus(context.Background(), c, hosts, "h2", e, host.NewRedactor())
 	if r.Healthy || r.CheckedFrom != "h2" {
 		t.Errorf("healthy %v from %q", r.Healthy, r.CheckedFrom)
 	}
@@ -233,7 +234,7 @@ func TestStatusNoControlPlane(t *testing.T) {
 	hosts, f := fakes(t, "h1", "h2")
 	f["h1"].Expect("true").Err(fmt.Errorf("h1: dial h1 (root@172.31.10.11:22): connection refused: %w", host.ErrUnreachable))
 	f["h2"].Expect("true").Err(fmt.Errorf("h2: user root: ssh: unable to authenticate: %w", host.ErrAuthFailed))
-	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	r := lookStatus(context.Background(), c, hosts, c.ControlPlanes()[0], e, host.NewRedactor())
 	if r.Healthy || r.CheckedFrom != "" || r.Node("h2").SSH != addons.SSHFailed {
 		t.Errorf("healthy %v from %q, h2 %+v", r.Healthy, r.CheckedFrom, r.Node("h2"))
 	}
@@ -254,8 +255,9 @@ func TestStatusLookFails(t *testing.T) {
 	}
 	f["h1"].ExpectFunc("look", isLook).Err(fmt.Errorf("h1: sudo: %w", host.ErrSudoPasswordNeed))
 	f["h2"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok", `[]`, nil, "0 200\n"))
-	expectState(t, f["h2"], nil, nil)
-	r := lookStatus(context.Background(), c, hosts, e, host.NewRedactor())
+	// The look runs on h2; the lock is read on h1, where it lives.
+	expectState(t, f["h2"], nil, f["h1"], nil)
+	r := lookStatus(context.Background(), c, hosts, c.ControlPlanes()[0], e, host.NewRedactor())
 	if r.CheckedFrom != "h2" || !contains(r.Problems, "node h1: look at the cluster failed here: look at the cluster: h1: sudo: sudo requires a password") {
 		t.Errorf("from %q, problems %q", r.CheckedFrom, r.Problems)
 	}

@@ -1,6 +1,6 @@
 // Package lock keeps two operators (or two CI jobs) from changing one
-// cluster at once: a lock file on the first reachable control plane, taken
-// atomically, kept alive by a heartbeat and released at the end.
+// cluster at once: a lock file on one control plane (the spec's first),
+// taken atomically, kept alive by a heartbeat and released at the end.
 package lock
 
 import (
@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
@@ -33,9 +32,18 @@ const (
 
 // Info is what the lock file says of its holder.
 type Info struct {
-	ID      string    `json:"id"`
-	Owner   string    `json:"owner"` // user@machine
-	PID     int       `json:"pid"`
+	ID    string `json:"id"`
+	Owner string `json:"owner"` // user@machine
+	PID   int    `json:"pid"`
+	// MachineID (a hash of the holder's machine ID) and ProcStart (its
+	// process's start time, clock ticks after boot) say which process on
+	// which machine holds the lock: only that machine may take a dead
+	// holder's lock over. Locks written before them have neither.
+	MachineID string `json:"machineID,omitempty"`
+	ProcStart uint64 `json:"procStart,omitempty"`
+	// Record is the sha256 of the cluster's state record the holder read
+	// after taking the lock: which record it planned against.
+	Record  string    `json:"record,omitempty"`
 	Command string    `json:"command"`
 	Host    string    `json:"host"` // the host that holds the lock file
 	Started time.Time `json:"started"`
@@ -103,13 +111,15 @@ type Lock struct {
 }
 
 // Options say who takes the lock. Empty fields are filled from the
-// process (user, machine, pid) and the clock.
+// process (user, machine, pid and its start time) and the clock.
 type Options struct {
-	Command  string
-	Owner    string
-	PID      int
-	Now      func() time.Time
-	takeover bool // a dead local holder's lock was released once already
+	Command   string
+	Owner     string
+	MachineID string
+	PID       int
+	ProcStart uint64 // filled only with PID
+	Now       func() time.Time
+	takeover  bool // a dead local holder's lock was released once already
 	// Every is the heartbeat interval (HeartbeatEvery when 0).
 	Every time.Duration
 	// Warn receives heartbeat problems (the walk goes on: losing the lock
@@ -140,12 +150,17 @@ func (f File) Acquire(ctx context.Context, o Options) (*Lock, error) {
 		o.Every = HeartbeatEvery
 	}
 	now := o.Now().UTC().Truncate(time.Second)
-	info := Info{ID: newID(), Owner: o.Owner, PID: o.PID, Command: o.Command, Host: f.HostName, Started: now, Heartbeat: now}
+	info := Info{ID: newID(), Owner: o.Owner, MachineID: o.MachineID, PID: o.PID, ProcStart: o.ProcStart,
+		Command: o.Command, Host: f.HostName, Started: now, Heartbeat: now}
 	if info.Owner == "" {
 		info.Owner = whoami()
 	}
+	if info.MachineID == "" {
+		info.MachineID = MachineID()
+	}
 	if info.PID == 0 {
 		info.PID = os.Getpid()
+		info.ProcStart, _, _ = procStart(info.PID)
 	}
 	doc, err := json.Marshal(info)
 	if err != nil {
@@ -172,7 +187,7 @@ func (f File) Acquire(ctx context.Context, o Options) (*Lock, error) {
 		// A holder on this machine whose process is gone (killed) cannot
 		// come back: its lock is taken over at once instead of waiting for
 		// its heartbeat to go stale.
-		if holder.Owner == info.Owner && !o.takeover && !processRunning(holder.PID) {
+		if !o.takeover && deadOwnHolder(holder, info, procStart) {
 			if _, err := f.ForceUnlock(ctx, holder.ID); err != nil {
 				return nil, fmt.Errorf("release the lock %s left by pid %d, which is no longer running: %w", holder.ID, holder.PID, err)
 			}
@@ -204,7 +219,7 @@ func (l *Lock) beat(ctx context.Context, o Options) {
 			return
 		case <-t.C:
 		}
-		info := l.Info
+		info := l.holder()
 		path := host.Quote(l.file.path())
 		// touch -c never creates: a removed lock stays removed.
 		line := "if grep -qF " + host.Quote(`"id":"`+info.ID+`"`) + " " + path + " 2>/dev/null; then touch -c -d @" +
@@ -229,6 +244,39 @@ func (l *Lock) beat(ctx context.Context, o Options) {
 			return
 		}
 	}
+}
+
+func (l *Lock) holder() Info {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Info
+}
+
+// NoteRecord writes the digest of the state record read under the lock
+// into the lock file (a new file renamed over it, only while it holds our
+// ID), so a later reader can tell which record the holder planned against.
+func (l *Lock) NoteRecord(ctx context.Context, digest string) error {
+	l.mu.Lock()
+	l.Info.Record = digest
+	info := l.Info
+	l.mu.Unlock()
+	doc, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	path := host.Quote(l.file.path())
+	tmp := host.Quote(l.file.path() + "." + info.ID)
+	line := "umask 077; printf '%s\\n' " + host.Quote(string(doc)) + " > " + tmp +
+		" && if grep -qF " + host.Quote(`"id":"`+info.ID+`"`) + " " + path + " 2>/dev/null; then mv -f " + tmp + " " + path +
+		"; else rm -f " + tmp + "; echo " + markGone + "; fi"
+	out, err := run(ctx, l.file.Host, line)
+	if err != nil {
+		return fmt.Errorf("note the state record in the lock on %s: %w", l.file.HostName, err)
+	}
+	if strings.HasPrefix(out, markGone) {
+		return fmt.Errorf("note the state record in the lock on %s: the lock %s is no longer held", l.file.HostName, info.ID)
+	}
+	return nil
 }
 
 // Lost is non-nil when the lock was taken away while held.
@@ -330,16 +378,6 @@ func run(ctx context.Context, h host.Host, line string) (string, error) {
 	var out bytes.Buffer
 	err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out})
 	return out.String(), err
-}
-
-// processRunning reports whether pid is a live process on this machine
-// (signal 0: ESRCH means gone; EPERM means it runs as someone else).
-func processRunning(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func whoami() string {

@@ -234,7 +234,7 @@ func TestDeadLocalHolderIsTakenOver(t *testing.T) {
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	old, err := f.Acquire(ctx, Options{Command: "apply", PID: dead.Process.Pid})
+	old, err := f.Acquire(ctx, Options{Command: "apply", PID: dead.Process.Pid, ProcStart: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,9 @@ func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
 		return nil, fmt.Errorf("build plan: no control plane in spec")
 	}
 	b.first = b.cps[0]
+	if err := o.checkRemoveHosts(c); err != nil {
+		return nil, fmt.Errorf("build plan: %w", err)
+	}
 	transformers := []transformer{
 		hostPrep,
 		containerRuntime,

@@ -1,6 +1,10 @@
 package plan
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/state"
 	"github.com/clusterctl/clusterctl/provision/steps/kube"
@@ -18,12 +22,59 @@ type BuildOptions struct {
 	// Gone are hosts that left the spec and cannot be reached any more:
 	// they are drained and deleted from the cluster but not reset.
 	Gone map[string]bool
+	// RemoveHosts are the hosts that left the spec which the operator
+	// confirmed by name (apply --remove-hosts). Only the record lists the
+	// others, and anyone who can write it could add a machine there: they
+	// are not taken out (see PendingRemovals).
+	RemoveHosts []string
 }
 
 // Removed are the hosts the cluster recorded that the spec no longer has.
 func (o BuildOptions) Removed(c *spec.Cluster) []state.Host { return o.Previous.Removed(c.Names()) }
 
-// removals takes every host that left the spec out of the cluster, after
+// ConfirmedRemovals are the removed hosts named in RemoveHosts.
+func (o BuildOptions) ConfirmedRemovals(c *spec.Cluster) []state.Host {
+	var out []state.Host
+	for _, r := range o.Removed(c) {
+		if slices.Contains(o.RemoveHosts, r.Name) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// PendingRemovals names the removed hosts not named in RemoveHosts: the
+// plan leaves them alone, and apply refuses to run until they are named.
+func (o BuildOptions) PendingRemovals(c *spec.Cluster) []string {
+	var out []string
+	for _, r := range o.Removed(c) {
+		if !slices.Contains(o.RemoveHosts, r.Name) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+// checkRemoveHosts refuses a name in RemoveHosts that is not a host that
+// left the spec: a typo must not pass for a confirmation.
+func (o BuildOptions) checkRemoveHosts(c *spec.Cluster) error {
+	var left []string
+	for _, r := range o.Removed(c) {
+		left = append(left, r.Name)
+	}
+	for _, n := range o.RemoveHosts {
+		if !slices.Contains(left, n) {
+			have := "none"
+			if len(left) > 0 {
+				have = strings.Join(left, ", ")
+			}
+			return fmt.Errorf("host %q is named for removal (--remove-hosts) but is not a host that left the spec since the last apply (those are: %s)", n, have)
+		}
+	}
+	return nil
+}
+
+// removals takes every confirmed host that left the spec out of the cluster, after
 // the hosts that stay (or replace it) have joined: drain it, remove its
 // etcd member (control planes, one at a time, quorum checked), reset it,
 // then delete its Node (after the reset: a running kubelet would register
@@ -36,7 +87,7 @@ func removals(b *builder) error {
 	}
 	var all []string
 	lastMember := ""
-	for _, r := range b.opt.Removed(b.c) {
+	for _, r := range b.opt.ConfirmedRemovals(b.c) {
 		id := func(kind string) string { return r.Name + "/" + kind }
 		last := b.addNamed(id("remove/drain"), b.first, true, kube.DrainNode{Node: r.Name, Timeout: b.c.Health.Timeout}, deps...)
 		cp := r.Has(spec.RoleControlPlane)

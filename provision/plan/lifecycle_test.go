@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/clusterctl/clusterctl/provision/plan"
@@ -20,7 +21,7 @@ func TestRemovedHostsArePlanned(t *testing.T) {
 		{Name: "old-cp2", Address: "10.0.0.91", Roles: []string{"control-plane"}, User: "ops", Port: 22},
 		{Name: "old-w", Address: "10.0.0.92", Roles: []string{"worker"}, User: "ops", Port: 22},
 	}}
-	g, err := plan.Build(c, plan.BuildOptions{Previous: prev, Gone: map[string]bool{"old-cp2": true}})
+	g, err := plan.Build(c, plan.BuildOptions{Previous: prev, Gone: map[string]bool{"old-cp2": true}, RemoveHosts: []string{"old-cp", "old-cp2", "old-w"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +78,40 @@ func TestNoRecordNoRemovals(t *testing.T) {
 	for _, id := range g.IDs() {
 		if kind := id[len(id)-len("/remove/drain"):]; kind == "/remove/drain" {
 			t.Errorf("unexpected removal %s", id)
+		}
+	}
+}
+
+// A host that only the cluster's record lists is taken out (drained,
+// reset, deleted) only when the operator named it: the record is written
+// by whoever can write a ConfigMap in kube-system.
+func TestRemovalNeedsConfirmation(t *testing.T) {
+	c := load(t, "ha")
+	prev := &state.Record{Hosts: []state.Host{
+		{Name: "cp1", Roles: []string{"control-plane"}},
+		{Name: "old-w", Address: "10.0.0.92", Roles: []string{"worker"}},
+		{Name: "never-ours", Address: "10.9.9.9", Roles: []string{"worker"}},
+	}}
+	o := plan.BuildOptions{Previous: prev, RemoveHosts: []string{"old-w"}}
+	g, err := plan.Build(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Has("old-w/kube/reset") || !g.Has("old-w/remove/node") {
+		t.Error("the named host's removal is not planned")
+	}
+	for _, id := range g.IDs() {
+		if strings.HasPrefix(id, "never-ours/") {
+			t.Errorf("a host nobody named is planned: %s", id)
+		}
+	}
+	if got := o.PendingRemovals(c); !slices.Equal(got, []string{"never-ours"}) {
+		t.Errorf("pending %v, want never-ours", got)
+	}
+	for _, bad := range []string{"cp1", "w9"} {
+		_, err := plan.Build(c, plan.BuildOptions{Previous: prev, RemoveHosts: []string{bad}})
+		if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "old-w, never-ours") {
+			t.Errorf("removing %s: err = %v, want it refused, listing the hosts that left", bad, err)
 		}
 	}
 }

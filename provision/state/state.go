@@ -6,7 +6,6 @@ package state
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,8 +21,14 @@ const (
 	Namespace     = "kube-system"
 	ConfigMapName = "clusterctl-state"
 	DataKey       = "state.json"
-	// FormatVersion changes when Record's JSON changes incompatibly.
+	// FormatVersion changes whenever Record's JSON changes, additions
+	// included: a reader refuses fields it does not know, so an older
+	// clusterctl says "upgrade" rather than ignoring a newer record's parts.
 	FormatVersion = 1
+	// MaxRecordBytes bounds the record read (a ConfigMap holds 1 MiB).
+	MaxRecordBytes = 1 << 20
+	// MaxHosts bounds the hosts a record may list.
+	MaxHosts = 1000
 )
 
 // Record is what the cluster remembers of its last successful apply.
@@ -38,6 +43,10 @@ type Record struct {
 	Hosts             []Host    `json:"hosts"`
 	AppliedAt         time.Time `json:"appliedAt,omitzero"`
 	AppliedBy         string    `json:"appliedBy,omitempty"`
+	// Digest is the sha256 of the record's JSON as read from the cluster
+	// (not stored in it): the lock names the record its holder planned
+	// against.
+	Digest string `json:"-"`
 }
 
 // Git is the spec's repository at apply time.
@@ -112,7 +121,7 @@ var ErrUnreadable = errors.New("cannot read the cluster's state record")
 // kubectl as the cluster admin on h). It returns nil without error when h
 // has no cluster yet (no kubeconfig at adminConf) or the cluster has no
 // record (made before this version, or never applied to the end).
-func Read(ctx context.Context, h host.Host, kubectl, adminConf string) (*Record, error) {
+func Read(ctx context.Context, h host.Host, kubectl, adminConf, cluster string) (*Record, error) {
 	line := "if [ ! -e " + host.Quote(adminConf) + " ]; then echo " + markNoCluster + "; exit 0; fi; " +
 		"out=$(" + kubectl + " --request-timeout=15s -n " + Namespace + " get configmap " + ConfigMapName +
 		" --ignore-not-found -o 'jsonpath={.data.state\\.json}' 2>&1) || { echo \"$out\" >&2; exit 3; }; " +
@@ -121,10 +130,10 @@ func Read(ctx context.Context, h host.Host, kubectl, adminConf string) (*Record,
 	if err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out, Stderr: &errb}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
-	return parse(out.String())
+	return parse(out.String(), cluster)
 }
 
-func parse(out string) (*Record, error) {
+func parse(out, cluster string) (*Record, error) {
 	head, body, _ := strings.Cut(out, "\n")
 	switch strings.TrimSpace(head) {
 	case markNoCluster, markNoRecord:
@@ -133,15 +142,12 @@ func parse(out string) (*Record, error) {
 	default:
 		return nil, fmt.Errorf("%w: unexpected answer %.80q", ErrUnreadable, out)
 	}
-	var r Record
-	dec := json.NewDecoder(strings.NewReader(body))
-	if err := dec.Decode(&r); err != nil {
+	body = strings.TrimRight(body, "\n")
+	r, err := decode(body, cluster)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s/%s: %w", ErrUnreadable, Namespace, ConfigMapName, err)
 	}
-	if r.Format != FormatVersion {
-		return nil, fmt.Errorf("%w: format %d, this clusterctl reads format %d (upgrade clusterctl)", ErrUnreadable, r.Format, FormatVersion)
-	}
-	return &r, nil
+	return r, nil
 }
 
 // Status is what `clusterctl status` shows of the record and the lock.

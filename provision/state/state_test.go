@@ -22,10 +22,12 @@ const (
 	admin   = "/etc/kubernetes/admin.conf"
 )
 
+const sampleDigest = "abc123def4567890abc123def4567890abc123def4567890abc123def4567890"
+
 func sample() Record {
 	return Record{
-		Format: FormatVersion, Cluster: "prod", SpecDigest: "abc123def4567890",
-		Git:        &Git{Commit: "0123456789abcdef0123", Dirty: true},
+		Format: FormatVersion, Cluster: "prod", SpecDigest: sampleDigest,
+		Git:        &Git{Commit: "0123456789abcdef01230123456789abcdef0123", Dirty: true},
 		Clusterctl: "v0.3.0", Distribution: "kubeadm", KubernetesVersion: "1.34.10",
 		Hosts: []Host{
 			{Name: "cp1", Address: "10.0.0.1", Roles: []string{"control-plane"}, User: "root", Port: 22},
@@ -55,7 +57,7 @@ func TestReadAnswers(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := hosttest.NewFake(t, "cp1")
 			h.ExpectFunc("read state", func(l string) bool { return strings.Contains(l, ConfigMapName) }).Stdout(c.stdout).Exit(c.exit)
-			got, err := Read(context.Background(), h, kubectl, admin)
+			got, err := Read(context.Background(), h, kubectl, admin, "prod")
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, ErrUnreadable) {
 					t.Fatalf("err = %v, want ErrUnreadable saying %q", err, c.err)
@@ -79,7 +81,7 @@ func ptr[T any](v T) *T { return &v }
 // The read script runs in a real shell: no admin.conf means no cluster.
 func TestReadScriptWithoutCluster(t *testing.T) {
 	h := hosttest.NewLocal("cp1", t.TempDir(), nil)
-	got, err := Read(context.Background(), h, "false", filepath.Join(t.TempDir(), "missing.conf"))
+	got, err := Read(context.Background(), h, "false", filepath.Join(t.TempDir(), "missing.conf"), "prod")
 	if err != nil || got != nil {
 		t.Fatalf("Read = %v, %v; want no record, no error", got, err)
 	}
@@ -90,7 +92,7 @@ func TestReadScriptWithoutCluster(t *testing.T) {
 	}
 	doc, _ := json.Marshal(sample())
 	fake := "printf '%s' '" + string(doc) + "'; :"
-	got, err = Read(context.Background(), h, fake, conf)
+	got, err = Read(context.Background(), h, fake, conf, "prod")
 	if err != nil || got == nil || got.Cluster != "prod" || len(got.Hosts) != 2 {
 		t.Fatalf("Read = %+v, %v", got, err)
 	}
@@ -143,11 +145,11 @@ func TestSaveWritesConfigMap(t *testing.T) {
 	if cm.Kind != "ConfigMap" || cm.Metadata.Name != ConfigMapName || cm.Metadata.Namespace != Namespace {
 		t.Fatalf("object %+v", cm)
 	}
-	got, err := parse(markRecord + "\n" + cm.Data[DataKey])
+	got, err := parse(markRecord+"\n"+cm.Data[DataKey], "prod")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.AppliedAt.Before(before) || got.SpecDigest != "abc123def4567890" || !got.Git.Dirty {
+	if got.AppliedAt.Before(before) || got.SpecDigest != sampleDigest || !got.Git.Dirty {
 		t.Fatalf("stored %+v", got)
 	}
 }
