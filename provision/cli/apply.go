@@ -47,6 +47,11 @@ type sessionOptions struct {
 	// Lock names the changing command that locks the cluster for the
 	// session's life ("" for read-only commands).
 	Lock string
+	// RemoveHosts confirms the removal of hosts that left the spec. It is
+	// read from the command line only, never from CLUSTERCTL_REMOVE_HOSTS
+	// or the preferences file: a confirmation to wipe a machine must not
+	// outlive the command that gave it.
+	RemoveHosts []string
 }
 
 // openSession loads the spec, connects and gathers facts from every host.
@@ -92,7 +97,7 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 			fmt.Fprintln(stderr, "warning:", red.Redact(err.Error()))
 		}
 	}
-	bo := plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, RemoveHosts: d.v.GetStringSlice("remove-hosts")}
+	bo := plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, RemoveHosts: o.RemoveHosts}
 	if pending := bo.PendingRemovals(c); len(pending) > 0 {
 		if o.Lock != "" {
 			return nil, fmt.Errorf("%s refused: %s", o.Lock, pendingRemovals(pending))
@@ -220,7 +225,7 @@ any host changed since the plan was made.`,
 				return err
 			}
 			ctx := cmd.Context()
-			s, err := openSessionWith(ctx, d, args, cmd.ErrOrStderr(), sessionOptions{Lock: "apply"})
+			s, err := openSessionWith(ctx, d, args, cmd.ErrOrStderr(), sessionOptions{Lock: "apply", RemoveHosts: removeHostsFlag(cmd)})
 			if err != nil {
 				return err
 			}
@@ -271,6 +276,12 @@ any host changed since the plan was made.`,
 func addRemoveHostsFlag(f *pflag.FlagSet) {
 	f.StringSlice("remove-hosts", nil, "confirm the removal of these hosts, which left the spec but are in the cluster's record of its last apply: "+
 		"they are drained, their etcd members removed, reset and their Nodes deleted (names, comma-separated)")
+}
+
+// removeHostsFlag is --remove-hosts as typed on the command line.
+func removeHostsFlag(cmd *cobra.Command) []string {
+	hosts, _ := cmd.Flags().GetStringSlice("remove-hosts")
+	return hosts
 }
 
 // pendingRemovals says which hosts wait for --remove-hosts, and why.

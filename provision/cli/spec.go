@@ -61,7 +61,7 @@ host is treated as blank. With -out FILE the plan is also saved for
 					return err
 				}
 			} else {
-				s, err := openSession(cmd.Context(), d, args, cmd.ErrOrStderr())
+				s, err := openSessionWith(cmd.Context(), d, args, cmd.ErrOrStderr(), sessionOptions{RemoveHosts: removeHostsFlag(cmd)})
 				if err != nil {
 					return err
 				}
