@@ -20,7 +20,9 @@ func TestWaitQuotesNodeName(t *testing.T) {
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	for name, wait := range map[string]func(context.Context, *hosttest.Local, string) error{
-		"waitNodeAt":   func(ctx context.Context, h *hosttest.Local, node string) error { return waitNodeAt(ctx, h, node, "1.34.10", 0) },
+		"waitNodeAt": func(ctx context.Context, h *hosttest.Local, node string) error {
+			return waitNodeAt(ctx, h, node, "1.34.10", 0)
+		},
 		"waitNodePods": func(ctx context.Context, h *hosttest.Local, node string) error { return waitNodePods(ctx, h, node, 0) },
 	} {
 		t.Run(name, func(t *testing.T) {
