@@ -67,12 +67,33 @@ func (l *loader) fromCUE(err error, root cue.Value) Errors {
 		return Errors{{Msg: err.Error()}}
 	}
 	raws = dropListDefaults(raws)
+	for i := range raws {
+		raws[i] = refusedKeyAbove(raws[i])
+	}
 	l.refused = refusedFields(raws)
 	var out Errors
 	for _, g := range groupByPath(raws) {
 		out = append(out, l.readable(g, root))
 	}
 	return out.dedupe()
+}
+
+// refusedKeyAbove moves "field not allowed" reported inside a map entry
+// (runtime.mirrors."-x".0) up to the entry whose key the map's pattern
+// refused (runtime.mirrors."-x"): CUE reports either, depending on what
+// else is wrong in the spec.
+func refusedKeyAbove(r rawError) rawError {
+	if r.msg != "field not allowed" {
+		return r
+	}
+	for j := 1; j < len(r.path)-1; j++ {
+		re := keyPatterns[r.path[j-1]]
+		if re != nil && !re.MatchString(unquoteLabel(r.path[j])) {
+			r.path = r.path[:j+1] // the position stays the entry's value, on the key's line
+			return r
+		}
+	}
+	return r
 }
 
 // dropListDefaults drops "incompatible list lengths" for a list that has a
@@ -276,6 +297,27 @@ func (l *loader) notAllowed(path []string, root cue.Value) string {
 var keyDescriptions = map[string]string{
 	"mirrors": "a registry host: a DNS name or IPv4 address (letters, digits and '-' between dots, no empty parts) with an optional :port, e.g. registry.example:5000",
 	"sysctl":  "a sysctl key: dot-separated parts under abi, crypto, debug, dev, fs, kernel, net, sunrpc, user or vm, e.g. net.ipv4.ip_forward",
+}
+
+// keyPatterns are the schema's patterns for those keys, by the map's field name.
+var keyPatterns = map[string]*regexp.Regexp{
+	"mirrors": schemaPattern("#RegistryHost"),
+	"sysctl":  schemaPattern("#SysctlKey"),
+}
+
+// schemaPattern compiles the regular expression of a schema definition
+// written as `#Name: =~"..."` (CUE and Go share RE2 syntax).
+func schemaPattern(def string) *regexp.Regexp {
+	for _, m := range patternLine.FindAllStringSubmatch(string(schema.Source), -1) {
+		if m[1] == def {
+			re, err := strconv.Unquote(strings.TrimPrefix(m[2], "=~"))
+			if err != nil {
+				panic(fmt.Sprintf("schema pattern %s: %v", def, err))
+			}
+			return regexp.MustCompile(re)
+		}
+	}
+	panic("schema pattern " + def + " not found")
 }
 
 // unquoteLabel turns a CUE path element such as "net.ipv4.ip_forward"

@@ -58,11 +58,11 @@ func Load(paths []string, opt LoadOptions) (*Cluster, error) {
 	}
 	stray := l.strayFields(v)
 	c, errs := l.decode(v)
-	if errs = append(stray, errs...); len(errs) > 0 {
-		return nil, errs.sorted()
+	if len(errs) > 0 {
+		return nil, append(stray, errs...).sorted()
 	}
 	c.Dir = dir
-	if errs := check(c, l.positioner(v)); len(errs) > 0 {
+	if errs := append(stray, check(c, l.positioner(v))...); len(errs) > 0 {
 		return nil, errs.sorted()
 	}
 	return c, nil
