@@ -348,6 +348,9 @@ func closestField(root cue.Value, parent []string, name string, skip func(string
 	}
 	best, bestD := "", len(name)/2+2
 	for it.Next() {
+		if !it.Selector().IsString() {
+			continue // a list element or pattern, not a field name
+		}
 		f := it.Selector().Unquoted()
 		// The unified value holds the typed key too: never suggest it back.
 		if f == name || skip(f) {

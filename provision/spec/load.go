@@ -240,6 +240,9 @@ func (l *loader) strayFields(v cue.Value) Errors {
 	}
 	var errs Errors
 	for it.Next() {
+		if !it.Selector().IsString() {
+			continue
+		}
 		name := it.Selector().Unquoted()
 		if name == rootField {
 			continue
