@@ -19,8 +19,13 @@ type Facts struct {
 	FstabSwap   []string `json:"fstabSwap"` // uncommented swap lines in /etc/fstab
 	SELinux     string   `json:"selinux"`   // "enforcing" | "permissive" | "disabled" | "absent"
 
-	Sysctl  map[string]string `json:"sysctl"`  // current value of each key asked for; missing key absent
-	Modules map[string]string `json:"modules"` // name -> "loaded" | "builtin" | "available" | "missing"
+	Sysctl map[string]string `json:"sysctl"` // current value of each key asked for; missing key absent
+	// SysctlUnknown lists keys asked for that are absent from a /proc/sys
+	// directory that exists: this kernel has no such parameter (a typo, or
+	// a feature it lacks). A key whose directory is absent too (net.bridge.*
+	// before br_netfilter loads) is in neither map nor list.
+	SysctlUnknown []string          `json:"sysctlUnknown,omitempty"`
+	Modules       map[string]string `json:"modules"` // name -> "loaded" | "builtin" | "available" | "missing"
 
 	PackageManager string            `json:"packageManager"` // "apt" | "dnf" | "yum" | ""
 	Packages       map[string]string `json:"packages"`       // name -> installed version ("" = absent)

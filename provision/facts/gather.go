@@ -128,8 +128,16 @@ func (f *Facts) set(k, v string) error {
 	switch {
 	case strings.HasPrefix(k, "sysctl."):
 		key := strings.TrimPrefix(k, "sysctl.")
-		if strings.HasSuffix(key, "!") {
-			return nil // the key does not exist on this kernel: absent from the map
+		if k, absent := strings.CutSuffix(key, "!"); absent {
+			// The key does not exist on this kernel: absent from the map.
+			switch v {
+			case "missing":
+				f.SysctlUnknown = append(f.SysctlUnknown, k)
+			case "nodir":
+			default:
+				return fmt.Errorf("sysctl %s: state %q unknown", k, v)
+			}
+			return nil
 		}
 		f.Sysctl[key] = strings.Join(strings.Fields(v), " ")
 	case strings.HasPrefix(k, "module."):

@@ -17,7 +17,8 @@ swap.device=/dev/dm-1
 fstab.swap=/dev/mapper/rl-swap none swap defaults 0 0
 selinux=enforcing
 sysctl.net.ipv4.ip_forward=0
-sysctl.net.bridge.bridge-nf-call-iptables!=missing
+sysctl.net.bridge.bridge-nf-call-iptables!=nodir
+sysctl.net.ipv4.ip_forwardd!=missing
 module.overlay=loaded
 module.br_netfilter=available
 module.ip_vs=missing
@@ -58,6 +59,11 @@ func TestParseRHEL(t *testing.T) {
 	}
 	if _, ok := f.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
 		t.Error("a sysctl missing on the kernel must be absent from the map")
+	}
+	// Only a key missing from a directory that exists is unknown: a
+	// missing directory may come with a module (br_netfilter).
+	if strings.Join(f.SysctlUnknown, ",") != "net.ipv4.ip_forwardd" {
+		t.Errorf("SysctlUnknown = %q, want [net.ipv4.ip_forwardd]", f.SysctlUnknown)
 	}
 	if v, ok := f.Packages["socat"]; !ok || v != "" {
 		t.Errorf("an absent package must map to \"\", got %q, %v", v, ok)

@@ -57,7 +57,11 @@ fi
 for k in $sysctls; do
 	f=/proc/sys/$(echo "$k" | tr . /)
 	# (dash's read gets one byte at a time, which procfs answers wrongly)
-	if [ -r "$f" ] && v=$(cat "$f" 2>/dev/null); then kv "sysctl.$k" "$v"; else kv "sysctl.$k!" missing; fi
+	# missing: the directory exists but not the key (no such parameter);
+	# nodir: the directory is absent too (a module may add it later).
+	if [ -r "$f" ] && v=$(cat "$f" 2>/dev/null); then kv "sysctl.$k" "$v"
+	elif [ -d "${f%/*}" ]; then kv "sysctl.$k!" missing
+	else kv "sysctl.$k!" nodir; fi
 done
 
 # Built-in code without parameters leaves no trace in /sys/module, and some

@@ -3,12 +3,15 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	version "github.com/hashicorp/go-version"
 
@@ -55,6 +58,7 @@ func check(c *Cluster, pos func(path ...string) string) Errors {
 	k.durations()
 	k.modules()
 	k.manifests()
+	k.probes()
 	k.k3s()
 	return k.errs
 }
@@ -91,6 +95,11 @@ func (k *checker) addresses() {
 			k.fail(path, "%s cannot be a host address", h.Address)
 			continue
 		}
+		if a.Is4In6() {
+			// ::ffff:a.b.c.d is a.b.c.d on the wire: write it once, as IPv4.
+			k.fail(path, "%s is the IPv4-mapped form of %s: write the IPv4 address", h.Address, a.Unmap())
+		}
+		a = a.Unmap()
 		if other, dup := seen[a]; dup {
 			k.fail(path, "address %s is already used by host %s: every host needs its own address", h.Address, other)
 			continue
@@ -116,6 +125,7 @@ func (k *checker) networks() {
 		if err != nil {
 			continue
 		}
+		a = a.Unmap()
 		for _, n := range []struct {
 			field string
 			p     netip.Prefix
@@ -223,4 +233,49 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// MaxProbeURL bounds a health probe's URL: it travels on a command line,
+// and 2048 bytes is what browsers and proxies reliably accept.
+const MaxProbeURL = 2048
+
+// probes refuses probe URLs that the health step could not send, or that
+// would show the operator something else than what is requested.
+func (k *checker) probes() {
+	for _, name := range sortedKeys(k.c.Health.Probes) {
+		path := []string{"health", "probes", name, "url"}
+		raw := k.c.Health.Probes[name].URL
+		if len(raw) > MaxProbeURL {
+			k.fail(path, "URL is %d bytes long; at most %d", len(raw), MaxProbeURL)
+			continue
+		}
+		if i, r, ok := hiddenRune(raw); ok {
+			k.fail(path, "URL contains %U at byte %d: control and invisible formatting characters (NUL, bidi overrides) are not allowed", r, i)
+			continue
+		}
+		if u, err := url.Parse(raw); err != nil || u.Host == "" {
+			k.fail(path, "%q is not an http(s) URL with a host", raw)
+		}
+	}
+}
+
+// hiddenRune finds the first control character, invisible formatting
+// character (Unicode Cf: bidi overrides, zero-width joiners) or invalid
+// UTF-8 in s.
+func hiddenRune(s string) (int, rune, bool) {
+	for i, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return i, r, true
+		}
+	}
+	return 0, 0, false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

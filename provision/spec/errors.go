@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -64,11 +66,72 @@ func (l *loader) fromCUE(err error, root cue.Value) Errors {
 	if len(raws) == 0 {
 		return Errors{{Msg: err.Error()}}
 	}
+	raws = dropListDefaults(raws)
+	for i := range raws {
+		raws[i] = refusedKeyAbove(raws[i])
+	}
+	l.refused = refusedFields(raws)
 	var out Errors
 	for _, g := range groupByPath(raws) {
 		out = append(out, l.readable(g, root))
 	}
 	return out.dedupe()
+}
+
+// refusedKeyAbove moves "field not allowed" reported inside a map entry
+// (runtime.mirrors."-x".0) up to the entry whose key the map's pattern
+// refused (runtime.mirrors."-x"): CUE reports either, depending on what
+// else is wrong in the spec.
+func refusedKeyAbove(r rawError) rawError {
+	if r.msg != "field not allowed" {
+		return r
+	}
+	for j := 1; j < len(r.path)-1; j++ {
+		re := keyPatterns[r.path[j-1]]
+		if re != nil && !re.MatchString(unquoteLabel(r.path[j])) {
+			r.path = r.path[:j+1] // the position stays the entry's value, on the key's line
+			return r
+		}
+	}
+	return r
+}
+
+// dropListDefaults drops "incompatible list lengths" for a list that has a
+// refused element: it only says the list is not the schema's default
+// (kernelModules: [...#ModuleName] | *[defaults]), and the element's own
+// error says what is wrong.
+func dropListDefaults(raws []rawError) []rawError {
+	var out []rawError
+	for _, r := range raws {
+		if strings.HasPrefix(r.msg, "incompatible list lengths") && hasErrorBelow(raws, r.path) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func hasErrorBelow(raws []rawError, path []string) bool {
+	for _, r := range raws {
+		if len(r.path) > len(path) && slices.Equal(r.path[:len(path)], path) {
+			return true
+		}
+	}
+	return false
+}
+
+// refusedFields is every field reported as not allowed, by joined path:
+// "did you mean" must not suggest one of them.
+func refusedFields(raws []rawError) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range raws {
+		if r.msg == "field not allowed" && len(r.path) > 0 {
+			p := slices.Clone(r.path)
+			p[len(p)-1] = unquoteLabel(p[len(p)-1])
+			out[strings.Join(p, "\x00")] = true
+		}
+	}
+	return out
 }
 
 // plainError positions an error from a YAML or JSON decoder, which reports
@@ -205,22 +268,70 @@ func (l *loader) notAllowed(path []string, root cue.Value) string {
 	if len(path) == 0 {
 		return "field not allowed"
 	}
-	name := path[len(path)-1]
+	name := unquoteLabel(path[len(path)-1])
 	parent := path[:len(path)-1]
 	if len(parent) == 1 && (parent[0] == "hosts" || parent[0] == "manifests") {
 		return fmt.Sprintf("%q is not a valid name here: use lowercase letters, digits and '-' (a DNS label)", name)
 	}
+	msg := "field not allowed"
+	// In a map keyed by a pattern, an unknown key is one the pattern refused.
+	if len(parent) > 0 {
+		if what := keyDescriptions[parent[len(parent)-1]]; what != "" {
+			msg = fmt.Sprintf("%q is not %s", name, what)
+		}
+	}
 	if !root.Exists() {
-		return "field not allowed"
+		return msg
 	}
-	if best := closestField(root, parent, name); best != "" {
-		return fmt.Sprintf("field not allowed (did you mean %q?)", best)
+	refused := func(f string) bool {
+		return l.refused[strings.Join(append(slices.Clone(parent), f), "\x00")]
 	}
-	return "field not allowed"
+	if best := closestField(root, parent, name, refused); best != "" {
+		return fmt.Sprintf("%s (did you mean %q?)", msg, best)
+	}
+	return msg
 }
 
-// closestField finds the known field nearest to a misspelt one in the schema.
-func closestField(root cue.Value, parent []string, name string) string {
+// keyDescriptions names what the keys of the schema's pattern-keyed maps
+// must be, by the map's field name.
+var keyDescriptions = map[string]string{
+	"mirrors": "a registry host: a DNS name or IPv4 address (letters, digits and '-' between dots, no empty parts) with an optional :port, e.g. registry.example:5000",
+	"sysctl":  "a sysctl key: dot-separated parts under abi, crypto, debug, dev, fs, kernel, net, sunrpc, user or vm, e.g. net.ipv4.ip_forward",
+}
+
+// keyPatterns are the schema's patterns for those keys, by the map's field name.
+var keyPatterns = map[string]*regexp.Regexp{
+	"mirrors": schemaPattern("#RegistryHost"),
+	"sysctl":  schemaPattern("#SysctlKey"),
+}
+
+// schemaPattern compiles the regular expression of a schema definition
+// written as `#Name: =~"..."` (CUE and Go share RE2 syntax).
+func schemaPattern(def string) *regexp.Regexp {
+	for _, m := range patternLine.FindAllStringSubmatch(string(schema.Source), -1) {
+		if m[1] == def {
+			re, err := strconv.Unquote(strings.TrimPrefix(m[2], "=~"))
+			if err != nil {
+				panic(fmt.Sprintf("schema pattern %s: %v", def, err))
+			}
+			return regexp.MustCompile(re)
+		}
+	}
+	panic("schema pattern " + def + " not found")
+}
+
+// unquoteLabel turns a CUE path element such as "net.ipv4.ip_forward"
+// (quoted because it is not an identifier) back into the key the user typed.
+func unquoteLabel(s string) string {
+	if u, err := strconv.Unquote(s); err == nil {
+		return u
+	}
+	return s
+}
+
+// closestField finds the known field nearest to a misspelt one in the
+// schema; skip says which fields are themselves misspelt.
+func closestField(root cue.Value, parent []string, name string, skip func(string) bool) string {
 	sels := []cue.Selector{cue.Str(rootField)}
 	for _, p := range parent {
 		sels = append(sels, cue.Str(p))
@@ -237,8 +348,15 @@ func closestField(root cue.Value, parent []string, name string) string {
 	}
 	best, bestD := "", len(name)/2+2
 	for it.Next() {
+		if !it.Selector().IsString() {
+			continue // a list element or pattern, not a field name
+		}
 		f := it.Selector().Unquoted()
-		if d := editDistance(strings.ToLower(f), strings.ToLower(name)); d < bestD && f != name {
+		// The unified value holds the typed key too: never suggest it back.
+		if f == name || skip(f) {
+			continue
+		}
+		if d := editDistance(strings.ToLower(f), strings.ToLower(name)); d < bestD {
 			best, bestD = f, d
 		}
 	}
@@ -289,11 +407,13 @@ var patternDescriptions = describePatterns(map[string]string{
 	"#Version":      "a version such as 1.7.13",
 	"#Duration":     "a duration such as 30s, 5m or 1h30m",
 	"#URL":          "an http(s):// or file:// URL",
-	"#RegistryHost": "a registry host such as registry.example:5000",
+	"#MirrorURL":    "an http(s):// URL with a host and only URL characters (no quotes, backslashes or spaces)",
+	"#ProbeURL":     "an http(s):// URL",
+	"#RegistryHost": "a registry host: a DNS name or IPv4 address (letters, digits and '-' between dots, no empty parts) with an optional :port, e.g. registry.example:5000",
 	"#UserName":     "a Unix user name",
 	"#EnvName":      "an environment variable name (the variable holds the secret; the spec never does)",
-	"#SysctlKey":    "a sysctl key such as net.ipv4.ip_forward",
-	"#ModuleName":   "a kernel module name",
+	"#SysctlKey":    "a sysctl key: dot-separated parts under abi, crypto, debug, dev, fs, kernel, net, sunrpc, user or vm, e.g. net.ipv4.ip_forward",
+	"#ModuleName":   "a kernel module name (letters, digits, '_' and '-', not starting with '-')",
 	"#LabelKey":     "a Kubernetes label key",
 	"#LabelValue":   "a Kubernetes label value",
 	"#Name":         "a name (letters, digits, '-', '_' and '.')",

@@ -56,12 +56,13 @@ func Load(paths []string, opt LoadOptions) (*Cluster, error) {
 	if len(errs) > 0 {
 		return nil, errs.sorted()
 	}
+	stray := l.strayFields(v)
 	c, errs := l.decode(v)
 	if len(errs) > 0 {
-		return nil, errs.sorted()
+		return nil, append(stray, errs...).sorted()
 	}
 	c.Dir = dir
-	if errs := check(c, l.positioner(v)); len(errs) > 0 {
+	if errs := append(stray, check(c, l.positioner(v))...); len(errs) > 0 {
 		return nil, errs.sorted()
 	}
 	return c, nil
@@ -69,7 +70,8 @@ func Load(paths []string, opt LoadOptions) (*Cluster, error) {
 
 type loader struct {
 	workDir   string
-	firstFile string // shown name of the first spec file, for file-level errors
+	firstFile string          // shown name of the first spec file, for file-level errors
+	refused   map[string]bool // fields CUE refused, while its errors are made readable
 }
 
 // collect expands directories into their spec files (not recursive: a
@@ -181,6 +183,10 @@ func (l *loader) build(files []string, dir string) (cue.Value, Errors) {
 	}
 	v := cuecontext.New().BuildInstance(inst)
 	if err := v.Err(); err != nil {
+		// Err holds the first error only; Validate lists them all.
+		if all := v.Validate(cue.All()); all != nil {
+			err = all
+		}
 		return v, l.fromCUE(err, v)
 	}
 	return v, nil
@@ -221,6 +227,33 @@ func (l *loader) parse(name string) (*ast.File, error) {
 		f.Decls = append([]ast.Decl{&ast.Package{Name: ast.NewIdent(PackageName)}}, f.Decls...)
 	}
 	return f, nil
+}
+
+// strayFields refuses regular top-level fields other than cluster: nothing
+// reads them, so a typo or a field that belongs inside cluster would be
+// silently ignored. Definitions (#X), hidden fields (_x) and let clauses
+// are not regular fields and stay allowed, for users to build on.
+func (l *loader) strayFields(v cue.Value) Errors {
+	it, err := v.Fields()
+	if err != nil {
+		return nil
+	}
+	var errs Errors
+	for it.Next() {
+		if !it.Selector().IsString() {
+			continue
+		}
+		name := it.Selector().Unquoted()
+		if name == rootField {
+			continue
+		}
+		errs = append(errs, &Error{
+			Pos:  l.position(it.Value()),
+			Path: it.Selector().String(),
+			Msg:  fmt.Sprintf("unknown top-level field %q; spec fields go inside %s: { ... }", name, rootField),
+		})
+	}
+	return errs
 }
 
 // decode validates the cluster as concrete and decodes it.

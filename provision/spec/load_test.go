@@ -71,3 +71,22 @@ func mustGetwd(t *testing.T) string {
 	}
 	return wd
 }
+
+// A YAML data file joins the spec only when it sets cluster; once joined,
+// its other top-level keys are refused like a .cue file's, while a
+// Kubernetes manifest beside the spec stays out of it.
+func TestLoadStrayYAMLField(t *testing.T) {
+	dir := t.TempDir()
+	spec := "cluster:\n  name: t\n  kubernetes:\n    version: 1.34.10\n  hosts:\n    cp1:\n      address: 192.168.1.10\n      roles: [control-plane]\nnetwork:\n  podCIDR: 10.0.0.0/16\n"
+	manifest := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n"
+	for name, body := range map[string]string{"cluster.yaml": spec, "namespace.yaml": manifest} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := Load([]string{dir}, LoadOptions{WorkDir: dir})
+	want := `cluster.yaml:9:1: network: unknown top-level field "network"; spec fields go inside cluster: { ... }`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}

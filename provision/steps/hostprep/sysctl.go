@@ -2,6 +2,7 @@ package hostprep
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -74,6 +75,9 @@ func (o Sysctl) Check(_ context.Context, t step.Target) (step.Change, error) {
 	if err != nil {
 		return step.Change{}, err
 	}
+	if err := o.unknownKeys(t.Facts); err != nil {
+		return step.Change{}, err
+	}
 	var ch step.Change
 	for _, k := range sortedKeys(o.Values) {
 		want := normSysctl(o.Values[k])
@@ -98,6 +102,33 @@ func (o Sysctl) Check(_ context.Context, t step.Target) (step.Change, error) {
 		ch.Action = step.ActionUpdate
 	}
 	return ch, nil
+}
+
+// moduleSysctls are the key prefixes a kernel module adds when it loads,
+// into directories that may already exist (net.netfilter holds nf_log
+// before nf_conntrack loads): the kernelModules step runs first.
+var moduleSysctls = []string{"net.bridge.", "net.netfilter.nf_conntrack", "net.nf_conntrack_", "net.ipv4.vs."}
+
+// unknownKeys refuses, before anything changes, keys this kernel does not
+// have: `sysctl -p` would write the file and then fail on them.
+func (o Sysctl) unknownKeys(f *facts.Facts) error {
+	var errs []error
+	for _, k := range f.SysctlUnknown {
+		if _, asked := o.Values[k]; !asked || addedByModule(k) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("sysctl %s does not exist on this host (no /proc/sys/%s): check the key in hostPrep.sysctl", k, strings.ReplaceAll(k, ".", "/")))
+	}
+	return errors.Join(errs...)
+}
+
+func addedByModule(key string) bool {
+	for _, p := range moduleSysctls {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Apply writes the file and applies that file alone: `sysctl --system`

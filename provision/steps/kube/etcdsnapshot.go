@@ -121,7 +121,7 @@ func (o EtcdSnapshot) Apply(ctx context.Context, t step.Target) error {
 		host.Join("rm", "-f", "--", snapshotPart) + "; " +
 		save + " >/dev/null; " + status + "; " +
 		"name=" + name + "; " + host.Join("mv", "--", snapshotPart) + " " + host.Quote(o.Dir) + "/\"$name\"; " +
-		"cd " + host.Quote(o.Dir) + "; chmod 0600 \"$name\"; sha256sum \"$name\" > \"$name.sha256\"; echo \"saved " + o.Dir + "/$name\""
+		"cd " + host.Quote(o.Dir) + "; chmod 0600 \"$name\"; sha256sum \"$name\" > \"$name.sha256\"; echo saved " + host.Quote(o.Dir) + "/\"$name\""
 	var out strings.Builder
 	if err := t.Host.Run(ctx, host.Cmd{Line: line, Stdout: &out}); err != nil {
 		_ = t.Host.Run(context.WithoutCancel(ctx), host.Cmd{Line: host.Join("rm", "-f", "--", snapshotPart)})

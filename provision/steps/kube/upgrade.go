@@ -379,7 +379,7 @@ func waitNodeAt(ctx context.Context, cp host.Host, node, version string, secs in
 	get := Kubectl + " --request-timeout=5s get node " + host.Quote(node) + " -o jsonpath=" +
 		host.Quote(`{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}`)
 	check := "[ \"$(" + get + " 2>/dev/null)\" = " + host.Quote(GitVersion(version)+" True") + " ]"
-	show := "echo \"node " + node + ": $(" + get + " 2>&1) (want " + GitVersion(version) + " True)\" >&2"
+	show := "echo " + host.Quote("node "+node+":") + " \"$(" + get + " 2>&1)\" " + host.Quote("(want "+GitVersion(version)+" True)") + " >&2"
 	return waitUntil(ctx, cp, fmt.Sprintf("node %s Ready at %s", node, GitVersion(version)), check, show, secs)
 }
 
@@ -391,7 +391,7 @@ func waitNodePods(ctx context.Context, cp host.Host, node string, secs int) erro
 		host.Quote(`{range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.containerStatuses[*].ready}{"\n"}{end}`)
 	bad := `awk 'NF == 0 || $2 == "Succeeded" || $2 == "Failed" { next } $2 != "Running" || NF < 3 || / false/ { bad = 1; print } END { exit bad }'`
 	check := "{ " + list + " 2>/dev/null | " + bad + " >/dev/null; }"
-	show := "{ echo 'pods not running and ready on " + node + ":'; " + list + " 2>&1 | " + bad + "; } >&2"
+	show := "{ echo " + host.Quote("pods not running and ready on "+node+":") + "; " + list + " 2>&1 | " + bad + "; } >&2"
 	return waitUntil(ctx, cp, "the pods on "+node, check, show, secs)
 }
 
