@@ -38,8 +38,9 @@ type session struct {
 	fleet       *fleet
 	redactor    *host.Redactor
 	runner      *hostRunner
-	lock        *lock.Lock    // held for changing commands
-	previous    *state.Record // the cluster's record of its last apply
+	lock        *lock.Lock       // held for changing commands
+	previous    *state.Record    // the cluster's record of its last apply
+	now         func() time.Time // the clock of apply's walk and live view; nil means time.Now
 }
 
 // sessionOptions: what a command needs of its session beyond facts.
@@ -373,13 +374,14 @@ func confirm(in io.Reader, w io.Writer) error {
 func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, out string) error {
 	ropt := execute.ReportOptions{Redact: s.redactor.Redact}
 	var rep execute.Reporter
-	var live *execute.LiveReporter
+	var live *liveView
 	switch {
 	case out == "json":
 		rep = execute.NewJSONReporter(stdout, ropt)
 	case isTerminal(stderr):
-		live = execute.NewLiveReporter(stderr, execute.LiveOptions{ReportOptions: ropt})
-		live.Start()
+		live = startLiveView(stderr.(*os.File), execute.LiveOptions{
+			ReportOptions: ropt, Now: s.now, Total: s.graph.Len(), ClusterScope: plan.ClusterScope,
+		})
 		rep = live
 	default:
 		rep = execute.NewLineReporter(stderr, ropt)
@@ -388,14 +390,17 @@ func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, 
 		Concurrency: d.v.GetInt("parallel"),
 		PerHost:     d.v.GetInt("per-host"),
 		Reporter:    rep,
+		Now:         s.now,
 	})
 	res, err := w.Walk(ctx)
 	if live != nil {
-		_ = live.Finish(res)
+		_ = live.Finish()
 	}
 	for _, msg := range s.runner.takeWarnings() {
 		fmt.Fprintln(stderr, "warning:", s.redactor.Redact(msg))
 	}
+	// The summary is printed here only, for every reporter: the live view's
+	// last frame leaves it out.
 	if res != nil && out == "text" {
 		path, total := res.CriticalPath()
 		fmt.Fprintf(stderr, "\n%s\n", res.Summary())

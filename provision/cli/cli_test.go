@@ -11,6 +11,9 @@ import (
 // The CLI scenarios in testdata/script run the real command tree in-process
 // through testscript: exit codes, stdout and stderr are asserted exactly.
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(liveDemoEnv); mode != "" {
+		os.Exit(liveDemo(mode))
+	}
 	testscript.Main(m, map[string]func(){
 		"clusterctl": func() {
 			os.Exit(Run(context.Background(), os.Args[1:], Options{

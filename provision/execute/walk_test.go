@@ -672,7 +672,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		if _, err := NewWalker(graphOf(t, diamond...), newFakeRunner(nil), Options{Reporter: live}).Walk(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if err := live.Finish(nil); err != nil {
+		if err := live.Finish(); err != nil {
 			t.Fatal(err)
 		}
 	}
