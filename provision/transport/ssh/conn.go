@@ -131,12 +131,14 @@ func (c *Conn) Close() error {
 // newSession opens a session, giving up when ctx ends (a frozen peer never
 // answers the channel open). sshd frees a session slot only after it has
 // reaped the command, a little after the client closed the channel, so a
-// refused open ("no more sessions") is retried briefly.
+// refused open ("no more sessions") is retried. The bound is time, not a
+// count of tries: on a loaded machine sshd can take seconds to reap.
 func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
+	giveUp := time.Now().Add(sessionRetryFor)
 	for attempt := 0; ; attempt++ {
 		s, err := c.openSession(ctx)
 		var oe *ssh.OpenChannelError
-		if err == nil || !errors.As(err, &oe) || attempt >= 100 {
+		if err == nil || !errors.As(err, &oe) || time.Now().After(giveUp) {
 			return s, err
 		}
 		select {
@@ -146,6 +148,9 @@ func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
 		}
 	}
 }
+
+// sessionRetryFor bounds the retries of a refused session open.
+const sessionRetryFor = 30 * time.Second
 
 func (c *Conn) openSession(ctx context.Context) (*ssh.Session, error) {
 	if err := c.deadErr(); err != nil {
