@@ -98,7 +98,7 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 			fmt.Fprintln(stderr, "warning:", red.Redact(err.Error()))
 		}
 	}
-	bo := plan.BuildOptions{Previous: s.previous, Git: state.GitOf(ctx, c.Dir), Clusterctl: d.opt.Version, RemoveHosts: o.RemoveHosts}
+	bo := plan.BuildOptions{Previous: s.previous, Git: gitOf(ctx, c.Dir, stderr), Clusterctl: d.opt.Version, RemoveHosts: o.RemoveHosts}
 	if pending := bo.PendingRemovals(c); len(pending) > 0 {
 		if o.Lock != "" {
 			return nil, fmt.Errorf("%s refused: %s", o.Lock, pendingRemovals(pending))
@@ -126,6 +126,16 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 	fmt.Fprintf(stderr, "Gathered facts from %d hosts in %.2fs.\n", len(all), time.Since(start).Seconds())
 	s.runner = &hostRunner{hosts: f.hosts, facts: all, bundle: b, redactor: red}
 	return s, nil
+}
+
+// gitOf is the spec repository's commit for the record; a repository that
+// cannot or may not be read is a warning, never a failed apply.
+func gitOf(ctx context.Context, dir string, stderr io.Writer) *state.Git {
+	g, err := state.GitOf(ctx, dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: the record of this apply will name no git commit: %v\n", err)
+	}
+	return g
 }
 
 // Close releases the lock (if held) and closes every connection.

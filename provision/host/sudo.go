@@ -128,36 +128,37 @@ func (s *sudoHost) targetUser() string {
 }
 
 func (s *sudoHost) Upload(ctx context.Context, r io.Reader, path string, opts FileOptions) error {
-	// 1. A private temp file the connecting user can write.
+	// 1. A fresh directory only the connecting user can enter (mktemp -d
+	// creates it 0700, failing on an existing name), whatever the mode of
+	// $HOME: the content may be a secret.
 	dir := `"$HOME"`
 	if s.opt.TempDir != "" {
 		dir = Quote(s.opt.TempDir)
 	}
 	var out bytes.Buffer
-	if err := s.inner.Run(ctx, Cmd{Line: "umask 077 && mktemp " + dir + "/.clusterctl-upload.XXXXXXXX", Stdout: &out}); err != nil {
-		return fmt.Errorf("sudo upload %s: create temp file: %w", path, err)
+	if err := s.inner.Run(ctx, Cmd{Line: "umask 077 && mktemp -d " + dir + "/.clusterctl-upload.XXXXXXXX", Stdout: &out}); err != nil {
+		return fmt.Errorf("sudo upload %s: create staging directory: %w", path, err)
 	}
-	tmp := strings.TrimSpace(out.String())
-	if tmp == "" || strings.ContainsAny(tmp, "\n\x00") {
-		return fmt.Errorf("sudo upload %s: mktemp printed %q", path, tmp)
+	stage := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(stage, "/") || strings.ContainsAny(stage, "\n\x00") {
+		return fmt.Errorf("sudo upload %s: mktemp -d printed %q", path, stage)
 	}
+	// Removed as the connecting user, who owns it, whatever happens.
+	defer s.inner.Run(context.WithoutCancel(ctx), Cmd{Line: "rm -rf -- " + Quote(stage)})
+	tmp := stage + "/upload"
 	if err := s.inner.Upload(ctx, r, tmp, FileOptions{Mode: 0o600}); err != nil {
-		_ = s.inner.Run(context.WithoutCancel(ctx), Cmd{Line: "rm -f -- " + Quote(tmp)})
 		return fmt.Errorf("sudo upload %s: stage: %w", path, err)
 	}
-	// 2. One sudo command: install beside the target, fsync, rename over it;
-	// the staged file is removed whatever happens.
-	err := s.Run(ctx, Cmd{Line: installScript(tmp, path, opts)})
-	if err != nil {
-		// sudo itself may have failed before the script could clean up.
-		_ = s.inner.Run(context.WithoutCancel(ctx), Cmd{Line: "rm -f -- " + Quote(tmp)})
+	// 2. One sudo command: install beside the target, fsync, rename over it.
+	if err := s.Run(ctx, Cmd{Line: installScript(tmp, path, opts)}); err != nil {
 		return fmt.Errorf("sudo upload %s: %w", path, err)
 	}
 	return nil
 }
 
 // installScript installs tmp at dst with mode and owner through a temporary
-// name in dst's directory, so the final rename is atomic.
+// name in dst's directory, so the final rename is atomic. install creates
+// that name 0600 before it writes and sets the mode last.
 func installScript(tmp, dst string, opts FileOptions) string {
 	mode := opts.Mode.Perm() | (opts.Mode & (fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))
 	if opts.Mode == 0 {
@@ -173,7 +174,7 @@ func installScript(tmp, dst string, opts FileOptions) string {
 	t, d, n := Quote(tmp), Quote(dst), Quote(dst+".clusterctl-tmp")
 	return Join(args...) + " -- " + t + " " + n +
 		" && { sync -- " + n + " 2>/dev/null || :; } && mv -f -- " + n + " " + d +
-		"; rc=$?; rm -f -- " + t + "; [ $rc -eq 0 ] || rm -f -- " + n + "; exit $rc"
+		"; rc=$?; [ $rc -eq 0 ] || rm -f -- " + n + "; exit $rc"
 }
 
 // unixMode converts a Go file mode to the octal permission bits chmod takes.

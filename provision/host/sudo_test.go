@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
@@ -67,10 +68,11 @@ func TestSudoPasswordRequired(t *testing.T) {
 
 func TestSudoUploadTranscript(t *testing.T) {
 	f := hosttest.NewFake(t, "node-1")
-	f.Expect(`umask 077 && mktemp "$HOME"/.clusterctl-upload.XXXXXXXX`).Stdout("/home/tester/.clusterctl-upload.AbCd1234\n")
+	f.Expect(`umask 077 && mktemp -d "$HOME"/.clusterctl-upload.XXXXXXXX`).Stdout("/home/tester/.clusterctl-upload.AbCd1234\n")
 	f.ExpectFunc("sudo install", func(l string) bool {
 		return strings.HasPrefix(l, "sudo -n -- sh -c 'install -m 0640 -o root -g kube -- ")
 	})
+	f.Expect(`rm -rf -- /home/tester/.clusterctl-upload.AbCd1234`)
 	h := host.WithSudo(f, host.SudoOptions{})
 	err := h.Upload(context.Background(), strings.NewReader("key: value\n"), "/etc/kube/my config.yaml", host.FileOptions{Mode: 0o640, Owner: "root", Group: "kube"})
 	if err != nil {
@@ -81,13 +83,25 @@ func TestSudoUploadTranscript(t *testing.T) {
 
 func TestSudoUploadFailureCleansUp(t *testing.T) {
 	f := hosttest.NewFake(t, "node-1")
-	f.Expect(`umask 077 && mktemp /var/tmp/x/.clusterctl-upload.XXXXXXXX`).Stdout("/var/tmp/x/.clusterctl-upload.1\n")
+	f.Expect(`umask 077 && mktemp -d /var/tmp/x/.clusterctl-upload.XXXXXXXX`).Stdout("/var/tmp/x/.clusterctl-upload.1\n")
 	f.ExpectFunc("sudo install", func(l string) bool { return strings.HasPrefix(l, "sudo -n -- sh -c ") }).
 		Stderr("sudo: a password is required\n").Exit(1)
-	f.Expect(`rm -f -- /var/tmp/x/.clusterctl-upload.1`)
+	f.Expect(`rm -rf -- /var/tmp/x/.clusterctl-upload.1`)
 	h := host.WithSudo(f, host.SudoOptions{TempDir: "/var/tmp/x"})
 	err := h.Upload(context.Background(), strings.NewReader("x"), "/etc/x", host.FileOptions{})
 	if !errors.Is(err, host.ErrSudoPasswordNeed) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A staging upload that fails midway still removes the staging directory.
+func TestSudoUploadStageFailureCleansUp(t *testing.T) {
+	f := hosttest.NewFake(t, "node-1")
+	f.Expect(`umask 077 && mktemp -d "$HOME"/.clusterctl-upload.XXXXXXXX`).Stdout("/home/u/.clusterctl-upload.2\n")
+	f.Expect(`rm -rf -- /home/u/.clusterctl-upload.2`)
+	h := host.WithSudo(f, host.SudoOptions{})
+	err := h.Upload(context.Background(), iotest.ErrReader(errors.New("disk on fire")), "/etc/x", host.FileOptions{})
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("got %v", err)
 	}
 }

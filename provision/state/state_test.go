@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,37 +150,5 @@ func TestSaveWritesConfigMap(t *testing.T) {
 	}
 	if got.AppliedAt.Before(before) || got.SpecDigest != sampleDigest || !got.Git.Dirty {
 		t.Fatalf("stored %+v", got)
-	}
-}
-
-func TestGitOf(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	dir := t.TempDir()
-	if GitOf(context.Background(), dir) != nil {
-		t.Fatal("a plain directory has git info")
-	}
-	run := func(args ...string) {
-		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	run("init", "-q")
-	if err := os.WriteFile(filepath.Join(dir, "cluster.cue"), []byte("package clusterctl\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run("add", ".")
-	run("commit", "-q", "-m", "spec")
-	g := GitOf(context.Background(), dir)
-	if g == nil || len(g.Commit) != 40 || g.Dirty {
-		t.Fatalf("clean repo: %+v", g)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cluster.cue"), []byte("package clusterctl\n// edit\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if g := GitOf(context.Background(), dir); g == nil || !g.Dirty {
-		t.Fatalf("edited repo: %+v, want dirty", g)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +45,7 @@ var conformanceTests = []struct {
 	{"UploadOverwrite", testUploadOverwrite},
 	{"UploadAtomic", testUploadAtomic},
 	{"UploadOwner", testUploadOwner},
+	{"UploadPrivateInTransit", testUploadPrivateInTransit},
 	{"ReadFileMissing", testReadMissing},
 	{"CancelInterrupts", testCancel},
 	{"NULRefused", testNUL},
@@ -326,6 +329,82 @@ func testUploadOwner(t *testing.T, h host.Host, dir string) {
 	}
 	if out := output(t, h, "ls -A "+host.Quote(dir)+" | grep -v '^owned-' || true"); out != "" {
 		t.Errorf("failed upload left files behind: %q", out)
+	}
+}
+
+// probingReader serves content and, once half of it is read, runs probe:
+// the upload is then in flight, its temporary file partly written.
+type probingReader struct {
+	r      io.Reader
+	served int
+	at     int
+	probe  func()
+	probed bool
+}
+
+func (p *probingReader) Read(b []byte) (int, error) {
+	if !p.probed && p.served >= p.at {
+		p.probed = true
+		p.probe()
+	}
+	n, err := p.r.Read(b)
+	p.served += n
+	return n, err
+}
+
+// testUploadPrivateInTransit looks, in the middle of an upload, for every
+// file on the host that holds the content so far (the temporary file, and
+// for sudo the staged copy). Each must sit in a directory that only its
+// owner can enter: then no other user can open it, whatever the file's own
+// mode was at any moment (SFTP creates files with the server's umask and
+// chmods them a round trip later; an open file stays readable after that).
+func testUploadPrivateInTransit(t *testing.T, h host.Host, dir string) {
+	pub := dir + "/pub" // world-readable, like /etc or a 0755 home
+	output(t, h, "mkdir -m 755 -- "+host.Quote(pub)+" && chmod 755 -- "+host.Quote(dir)+" && touch -- "+host.Quote(dir+"/ref"))
+	var rnd [16]byte
+	rand.Read(rnd[:])
+	marker := fmt.Sprintf("clusterctl-secret-%x", rnd)
+	content := append([]byte(marker+"\n"), make([]byte, 1<<20)...)
+	rand.Read(content[len(marker)+1:])
+	// Where an upload may put the content: beside the target, or in a
+	// staging directory under a home or a temporary directory.
+	find := "find " + host.Quote(dir) + " /tmp /var/tmp /root /home -maxdepth 4 -type f -newer " + host.Quote(dir+"/ref") +
+		" -exec grep -l -F -e " + host.Quote(marker) + " -- {} + 2>/dev/null | sort -u"
+	probe := `i=0; while [ $i -lt 20 ]; do f=$(` + find + `); [ -n "$f" ] && break; sleep 0.1; i=$((i+1)); done; ` +
+		`printf '%s\n' "$f" | while IFS= read -r p; do [ -n "$p" ] && stat -c '%a %u %n' -- "$p" "${p%/*}"; done; true`
+	var seen string
+	r := &probingReader{r: bytes.NewReader(content), at: len(content) / 2, probe: func() { seen = output(t, h, probe) }}
+	if err := h.Upload(ctxT(t), r, pub+"/secret", host.FileOptions{Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.probed {
+		t.Fatal("the host never read the second half of the content")
+	}
+	lines := strings.Split(strings.TrimSpace(seen), "\n")
+	if seen == "" {
+		// A host that buffers the whole upload before writing has nothing
+		// on disk yet.
+		t.Logf("no file on the host held the content in mid-upload")
+		lines = nil
+	}
+	for i := 0; i+1 < len(lines); i += 2 {
+		file, parent := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(file) < 3 || len(parent) < 3 {
+			t.Fatalf("stat printed %q", seen)
+		}
+		fileMode, _ := strconv.ParseUint(file[0], 8, 32)
+		dirMode, _ := strconv.ParseUint(parent[0], 8, 32)
+		t.Logf("in transit: %s mode %s uid %s, in %s mode %s uid %s", file[2], file[0], file[1], parent[2], parent[0], parent[1])
+		if dirMode&0o077 != 0 || parent[1] != file[1] {
+			t.Errorf("in mid-upload the content is in %s (mode %04o), in directory %s (mode %04o, uid %s): other users can open it (file readable by others now: %v)",
+				file[2], fileMode, parent[2], dirMode, parent[1], fileMode&0o004 != 0)
+		}
+	}
+	if got, err := h.ReadFile(ctxT(t), pub+"/secret"); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("uploaded file: %d bytes, %v; want the %d bytes sent", len(got), err, len(content))
+	}
+	if out := output(t, h, "ls -A "+host.Quote(pub)); out != "secret\n" {
+		t.Errorf("upload left other files behind: %q", out)
 	}
 }
 

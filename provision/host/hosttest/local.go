@@ -84,7 +84,14 @@ func (l *Local) abs(p string) string {
 
 func (l *Local) Upload(ctx context.Context, r io.Reader, path string, opts host.FileOptions) (err error) {
 	path = l.abs(path)
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".clusterctl-")
+	// As the SSH host does: the content is written in a directory only
+	// this user can enter, then renamed into place.
+	stage, err := os.MkdirTemp(filepath.Dir(path), "."+filepath.Base(path)+".clusterctl-")
+	if err != nil {
+		return fmt.Errorf("%s: upload %s: %w", l.name, path, err)
+	}
+	defer os.RemoveAll(stage)
+	f, err := os.OpenFile(filepath.Join(stage, filepath.Base(path)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("%s: upload %s: %w", l.name, path, err)
 	}
@@ -92,7 +99,6 @@ func (l *Local) Upload(ctx context.Context, r io.Reader, path string, opts host.
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
 			err = fmt.Errorf("%s: upload %s: %w", l.name, path, err)
 		}
 	}()

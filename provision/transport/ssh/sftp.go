@@ -91,25 +91,21 @@ func (c *Conn) upload(ctx context.Context, r io.Reader, p string, opts host.File
 	if err != nil {
 		return err
 	}
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := path.Join(path.Dir(p), "."+path.Base(p)+".clusterctl-"+hex.EncodeToString(rnd[:]))
-
+	tmp, cleanup, err := privateTempFile(sc, p)
+	if err != nil {
+		return err
+	}
+	keep := false
+	defer func() { cleanup(keep) }()
 	f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	keep := false
 	defer func() {
 		if !keep {
 			f.Close()
-			sc.Remove(tmp)
 		}
 	}()
-	// Private until complete: the content may be a secret.
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	_, err = f.ReadFromWithConcurrency(ctxReader{ctx, r}, 0)
 	stop()
@@ -157,6 +153,34 @@ func (c *Conn) upload(ctx context.Context, r io.Reader, p string, opts host.File
 	}
 	keep = true
 	return nil
+}
+
+// privateTempFile returns a temporary path for p's content inside a fresh
+// directory beside p that only the connecting user can enter, and the
+// function that removes what is left (the file too, unless it was renamed
+// into place). SFTP opens and mkdirs with the server's umask (0644 files):
+// a file opened by another user while it was readable would stay readable
+// after a chmod, so the directory is made private before any file exists.
+func privateTempFile(sc *sftp.Client, p string) (string, func(renamed bool), error) {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	stage := path.Join(path.Dir(p), "."+path.Base(p)+".clusterctl-"+hex.EncodeToString(rnd[:]))
+	// mkdir fails on an existing name, so the directory is ours alone.
+	if err := sc.Mkdir(stage); err != nil {
+		return "", nil, fmt.Errorf("create %s: %w", stage, err)
+	}
+	tmp := path.Join(stage, path.Base(p))
+	cleanup := func(renamed bool) {
+		if !renamed {
+			sc.Remove(tmp)
+		}
+		sc.RemoveDirectory(stage)
+	}
+	if err := sc.Chmod(stage, 0o700); err != nil {
+		cleanup(false)
+		return "", nil, fmt.Errorf("chmod %s: %w", stage, err)
+	}
+	return tmp, cleanup, nil
 }
 
 // modeBits keeps setuid/setgid/sticky for sftp's Chmod, which takes Go modes.
