@@ -43,8 +43,17 @@ func writeSpec(tb testing.TB, n int) string {
 	return dir
 }
 
+// countingWriter counts the bytes written to it and keeps none.
+type countingWriter int
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
+}
+
 // BenchmarkPlanOffline measures the whole offline pipeline a user runs:
-// load and validate the CUE spec, build the graph, check, render.
+// load and validate the CUE spec, build the graph, check, render as text
+// and as JSON (`plan -o json`), reporting the JSON's size.
 func BenchmarkPlanOffline(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
@@ -66,7 +75,12 @@ func BenchmarkPlanOffline(b *testing.B) {
 				if err := render.PlanText(io.Discard, p); err != nil {
 					b.Fatal(err)
 				}
+				var js countingWriter
+				if err := render.PlanJSON(&js, p); err != nil {
+					b.Fatal(err)
+				}
 				b.ReportMetric(float64(len(p.Steps)), "steps")
+				b.ReportMetric(float64(js), "json-bytes")
 			}
 		})
 	}
