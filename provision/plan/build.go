@@ -123,7 +123,7 @@ func hostPrep(b *builder) error {
 		var done []string
 		done = append(done, b.add(n, true, hostprep.Hostname{Name: n}))
 		if hp.EtcHosts != spec.EtcHostsUnmanaged {
-			done = append(done, b.add(n, true, hostprep.EtcHosts{Entries: hosts.For(n, hp.EtcHosts)}))
+			done = append(done, b.add(n, true, hosts.For(n, hp.EtcHosts)))
 		}
 		if hp.Swap == "off" {
 			done = append(done, b.add(n, true, hostprep.Swap{}))
@@ -449,11 +449,11 @@ func endpointFromOperator(c *spec.Cluster, first string) string {
 	return net.JoinHostPort(c.Hosts[first].Address, "6443")
 }
 
-// hostsBlocks builds each host's /etc/hosts entries. The "all" list is
-// built once and shared by every host, so the plan holds it once in memory.
+// hostsBlocks builds each host's /etc/hosts step. The "all" block is built
+// (and hashed) once and shared by every host.
 type hostsBlocks struct {
 	c   *spec.Cluster
-	all []hostprep.HostEntry
+	all hostprep.EtcHosts
 }
 
 func newHostsBlocks(c *spec.Cluster) hostsBlocks {
@@ -461,23 +461,24 @@ func newHostsBlocks(c *spec.Cluster) hostsBlocks {
 	for _, n := range c.Names() {
 		all = append(all, hostprep.HostEntry{Address: c.Hosts[n].Address, Name: n})
 	}
-	return hostsBlocks{c: c, all: all}
+	return hostsBlocks{c: c, all: hostprep.NewEtcHosts(all)}
 }
 
-// For is the block host self gets in mode: every host, the control planes
-// and self (in spec order), or nothing (the step then removes the block).
-func (h hostsBlocks) For(self string, mode spec.EtcHostsMode) []hostprep.HostEntry {
+// For is the step of host self in mode: a block of every host, of the
+// control planes and self (in spec order), or none (the step then removes
+// a block written before).
+func (h hostsBlocks) For(self string, mode spec.EtcHostsMode) hostprep.EtcHosts {
 	switch mode {
 	case spec.EtcHostsControlPlanes:
 		var out []hostprep.HostEntry
-		for _, e := range h.all {
+		for _, e := range h.all.Entries {
 			if e.Name == self || h.c.Hosts[e.Name].Has(spec.RoleControlPlane) {
 				out = append(out, e)
 			}
 		}
-		return out
+		return hostprep.NewEtcHosts(out)
 	case spec.EtcHostsNone:
-		return nil
+		return hostprep.EtcHosts{}
 	default:
 		return h.all
 	}

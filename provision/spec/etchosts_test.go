@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -48,5 +50,23 @@ func TestEtcHostsMode(t *testing.T) {
 				t.Errorf("w1 etcHosts = %q, want %q", got, tc.wantHost)
 			}
 		})
+	}
+}
+
+// The modes the boolean had keep its canonical JSON, so upgrading clusterctl
+// does not change the digest of an existing spec; every mode reads back.
+func TestEtcHostsModeJSON(t *testing.T) {
+	for _, m := range []EtcHostsMode{EtcHostsAll, EtcHostsControlPlanes, EtcHostsNone, EtcHostsUnmanaged} {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back EtcHostsMode
+		if err := json.Unmarshal(b, &back); err != nil || back != m {
+			t.Errorf("%q -> %s -> %q, %v", m, b, back, err)
+		}
+	}
+	if b, _ := json.Marshal(HostPrep{EtcHosts: EtcHostsAll}); !strings.Contains(string(b), `"etcHosts":true`) {
+		t.Errorf("all encodes as %s, want the boolean it was", b)
 	}
 }

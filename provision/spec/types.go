@@ -153,6 +153,19 @@ const (
 	EtcHostsUnmanaged     EtcHostsMode = "unmanaged"      // /etc/hosts is left alone
 )
 
+// MarshalJSON writes "all" and "unmanaged" in the boolean form the field
+// had, so the canonical JSON, and so the digest, of a spec written before
+// the modes existed does not change.
+func (m EtcHostsMode) MarshalJSON() ([]byte, error) {
+	switch m {
+	case EtcHostsAll:
+		return []byte("true"), nil
+	case EtcHostsUnmanaged:
+		return []byte("false"), nil
+	}
+	return json.Marshal(string(m))
+}
+
 // UnmarshalJSON also reads the boolean the field used to be: true is "all",
 // false is "unmanaged", so older specs keep their meaning.
 func (m *EtcHostsMode) UnmarshalJSON(b []byte) error {

@@ -32,6 +32,16 @@ type HostEntry struct {
 // outside the block are the user's and stay untouched.
 type EtcHosts struct {
 	Entries []HostEntry `json:"entries"`
+
+	sum string // BlockSHA256, when NewEtcHosts computed it
+}
+
+// NewEtcHosts computes the block's sha256 once: the planner gives the same
+// block to every host, and plans show it on each.
+func NewEtcHosts(entries []HostEntry) EtcHosts {
+	o := EtcHosts{Entries: entries}
+	o.sum = o.BlockSHA256()
+	return o
 }
 
 func (EtcHosts) Kind() string { return "hostprep/etc-hosts" }
@@ -77,8 +87,9 @@ func (o EtcHosts) CheckOffline() step.Change {
 // given by its size, ends and sha256 (see BlockSHA256).
 func (o EtcHosts) MarshalJSON() ([]byte, error) {
 	if len(o.Entries) <= paramsEntries {
-		type plain EtcHosts // without this method
-		return json.Marshal(plain(o))
+		return json.Marshal(struct {
+			Entries []HostEntry `json:"entries"`
+		}{o.Entries})
 	}
 	return json.Marshal(struct {
 		Count  int    `json:"count"`
