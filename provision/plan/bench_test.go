@@ -19,6 +19,13 @@ import (
 // pattern constraint in the schema is exercised per host.
 func writeSpec(tb testing.TB, n int) string {
 	tb.Helper()
+	return writeSpecWith(tb, n, "")
+}
+
+// writeSpecWith is writeSpec with extra fields of the cluster, e.g.
+// `hostPrep: etcHosts: "none"`.
+func writeSpecWith(tb testing.TB, n int, extra string) string {
+	tb.Helper()
 	dir := tb.TempDir()
 	var b strings.Builder
 	b.WriteString("package clusterctl\n\ncluster: {\n\tname: \"gen\"\n\tkubernetes: {version: \"1.34.10\"")
@@ -27,7 +34,11 @@ func writeSpec(tb testing.TB, n int) string {
 		cps = 3
 		b.WriteString(", controlPlaneEndpoint: address: \"10.0.0.1\"")
 	}
-	b.WriteString("}\n\thosts: {\n")
+	b.WriteString("}\n")
+	if extra != "" {
+		b.WriteString("\t" + extra + "\n")
+	}
+	b.WriteString("\thosts: {\n")
 	for i := 0; i < n; i++ {
 		role := "worker"
 		if i < cps {
