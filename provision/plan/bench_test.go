@@ -19,6 +19,13 @@ import (
 // pattern constraint in the schema is exercised per host.
 func writeSpec(tb testing.TB, n int) string {
 	tb.Helper()
+	return writeSpecWith(tb, n, "")
+}
+
+// writeSpecWith is writeSpec with extra fields of the cluster, e.g.
+// `hostPrep: etcHosts: "none"`.
+func writeSpecWith(tb testing.TB, n int, extra string) string {
+	tb.Helper()
 	dir := tb.TempDir()
 	var b strings.Builder
 	b.WriteString("package clusterctl\n\ncluster: {\n\tname: \"gen\"\n\tkubernetes: {version: \"1.34.10\"")
@@ -27,7 +34,11 @@ func writeSpec(tb testing.TB, n int) string {
 		cps = 3
 		b.WriteString(", controlPlaneEndpoint: address: \"10.0.0.1\"")
 	}
-	b.WriteString("}\n\thosts: {\n")
+	b.WriteString("}\n")
+	if extra != "" {
+		b.WriteString("\t" + extra + "\n")
+	}
+	b.WriteString("\thosts: {\n")
 	for i := 0; i < n; i++ {
 		role := "worker"
 		if i < cps {
@@ -43,8 +54,17 @@ func writeSpec(tb testing.TB, n int) string {
 	return dir
 }
 
+// countingWriter counts the bytes written to it and keeps none.
+type countingWriter int
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
+}
+
 // BenchmarkPlanOffline measures the whole offline pipeline a user runs:
-// load and validate the CUE spec, build the graph, check, render.
+// load and validate the CUE spec, build the graph, check, render as text
+// and as JSON (`plan -o json`), reporting the JSON's size.
 func BenchmarkPlanOffline(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
@@ -66,7 +86,12 @@ func BenchmarkPlanOffline(b *testing.B) {
 				if err := render.PlanText(io.Discard, p); err != nil {
 					b.Fatal(err)
 				}
+				var js countingWriter
+				if err := render.PlanJSON(&js, p); err != nil {
+					b.Fatal(err)
+				}
 				b.ReportMetric(float64(len(p.Steps)), "steps")
+				b.ReportMetric(float64(js), "json-bytes")
 			}
 		})
 	}

@@ -117,16 +117,13 @@ func (b *builder) needs(id string, deps ...string) {
 }
 
 func hostPrep(b *builder) error {
-	entries := make([]hostprep.HostEntry, 0, len(b.c.Hosts))
-	for _, n := range b.c.Names() {
-		entries = append(entries, hostprep.HostEntry{Address: b.c.Hosts[n].Address, Name: n})
-	}
+	hosts := newHostsBlocks(b.c)
 	for _, n := range b.c.Names() {
 		hp := b.c.HostPrepFor(n)
 		var done []string
 		done = append(done, b.add(n, true, hostprep.Hostname{Name: n}))
-		if hp.EtcHosts {
-			done = append(done, b.add(n, true, hostprep.EtcHosts{Entries: entries}))
+		if hp.EtcHosts != spec.EtcHostsUnmanaged {
+			done = append(done, b.add(n, true, hosts.For(n, hp.EtcHosts)))
 		}
 		if hp.Swap == "off" {
 			done = append(done, b.add(n, true, hostprep.Swap{}))
@@ -450,4 +447,39 @@ func endpointFromOperator(c *spec.Cluster, first string) string {
 		return net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
 	}
 	return net.JoinHostPort(c.Hosts[first].Address, "6443")
+}
+
+// hostsBlocks builds each host's /etc/hosts step. The "all" block is built
+// (and hashed) once and shared by every host.
+type hostsBlocks struct {
+	c   *spec.Cluster
+	all hostprep.EtcHosts
+}
+
+func newHostsBlocks(c *spec.Cluster) hostsBlocks {
+	all := make([]hostprep.HostEntry, 0, len(c.Hosts))
+	for _, n := range c.Names() {
+		all = append(all, hostprep.HostEntry{Address: c.Hosts[n].Address, Name: n})
+	}
+	return hostsBlocks{c: c, all: hostprep.NewEtcHosts(all)}
+}
+
+// For is the step of host self in mode: a block of every host, of the
+// control planes and self (in spec order), or none (the step then removes
+// a block written before).
+func (h hostsBlocks) For(self string, mode spec.EtcHostsMode) hostprep.EtcHosts {
+	switch mode {
+	case spec.EtcHostsControlPlanes:
+		var out []hostprep.HostEntry
+		for _, e := range h.all.Entries {
+			if e.Name == self || h.c.Hosts[e.Name].Has(spec.RoleControlPlane) {
+				out = append(out, e)
+			}
+		}
+		return hostprep.NewEtcHosts(out)
+	case spec.EtcHostsNone:
+		return hostprep.EtcHosts{}
+	default:
+		return h.all
+	}
 }

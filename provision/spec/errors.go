@@ -256,7 +256,9 @@ func alternatives(g []rawError) string {
 		}
 	}
 	sort.Strings(want)
-	if len(types) > 0 {
+	// Only a type apart from every alternative is a type error; a value
+	// that some alternatives share the type of is a wrong choice.
+	if len(types) == len(g) {
 		t := strings.Fields(types[0])
 		return fmt.Sprintf("%s has type %s; want %s", got, t[0], t[len(t)-1])
 	}

@@ -1,5 +1,10 @@
 package spec
 
+import (
+	"encoding/json"
+	"fmt"
+)
+
 // Cluster is a validated spec, decoded from CUE. Field names follow the
 // schema in cue/schema.cue; defaults are already filled in.
 type Cluster struct {
@@ -134,8 +139,50 @@ type HostPrep struct {
 	KernelModules   []string          `json:"kernelModules"`
 	Firewall        string            `json:"firewall"`
 	TimeSync        TimeSync          `json:"timeSync"`
-	EtcHosts        bool              `json:"etcHosts"`
+	EtcHosts        EtcHostsMode      `json:"etcHosts"`
 	IgnorePreflight []string          `json:"ignorePreflight"`
+}
+
+// EtcHostsMode says which hosts the managed block of /etc/hosts lists.
+type EtcHostsMode string
+
+const (
+	EtcHostsAll           EtcHostsMode = "all"            // every cluster host: O(hosts) lines on every host
+	EtcHostsControlPlanes EtcHostsMode = "control-planes" // the control planes and the host itself
+	EtcHostsNone          EtcHostsMode = "none"           // no block: a block written before is removed
+	EtcHostsUnmanaged     EtcHostsMode = "unmanaged"      // /etc/hosts is left alone
+)
+
+// MarshalJSON writes "all" and "unmanaged" in the boolean form the field
+// had, so the canonical JSON, and so the digest, of a spec written before
+// the modes existed does not change.
+func (m EtcHostsMode) MarshalJSON() ([]byte, error) {
+	switch m {
+	case EtcHostsAll:
+		return []byte("true"), nil
+	case EtcHostsUnmanaged:
+		return []byte("false"), nil
+	}
+	return json.Marshal(string(m))
+}
+
+// UnmarshalJSON also reads the boolean the field used to be: true is "all",
+// false is "unmanaged", so older specs keep their meaning.
+func (m *EtcHostsMode) UnmarshalJSON(b []byte) error {
+	var on bool
+	if err := json.Unmarshal(b, &on); err == nil {
+		*m = EtcHostsAll
+		if !on {
+			*m = EtcHostsUnmanaged
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("decode etcHosts: %w", err)
+	}
+	*m = EtcHostsMode(s)
+	return nil
 }
 
 type TimeSync struct {
@@ -153,8 +200,8 @@ type HostPrepOverride struct {
 		Enabled *bool    `json:"enabled,omitempty"`
 		Servers []string `json:"servers,omitempty"`
 	} `json:"timeSync,omitempty"`
-	EtcHosts        *bool    `json:"etcHosts,omitempty"`
-	IgnorePreflight []string `json:"ignorePreflight,omitempty"`
+	EtcHosts        *EtcHostsMode `json:"etcHosts,omitempty"`
+	IgnorePreflight []string      `json:"ignorePreflight,omitempty"`
 }
 
 type Artifacts struct {

@@ -3,8 +3,11 @@ package hostprep
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"regexp"
 	"strings"
@@ -96,8 +99,8 @@ const (
 	hostsLineMark = "# clusterctl"
 )
 
-// blockLines are the managed lines, in the order given (the planner sorts
-// hosts by name, so the block is the same on every host and every run).
+// blockLines are the managed lines, in the order given (the planner keeps
+// the spec's host order, so the block is the same on every run).
 // Each line carries a trailing mark so the facts probe, which drops comment
 // lines (and so the BEGIN/END markers), still tells managed lines apart.
 func (o EtcHosts) blockLines() []string {
@@ -106,6 +109,22 @@ func (o EtcHosts) blockLines() []string {
 		lines[i] = e.Address + "\t" + e.Name + "\t" + hostsLineMark
 	}
 	return lines
+}
+
+// BlockSHA256 is the hex sha256 of the block as the step writes it, markers
+// included: on a host, compare it with
+// `sed -n '/^# BEGIN clusterctl/,/^# END clusterctl/p' /etc/hosts | sha256sum`.
+func (o EtcHosts) BlockSHA256() string {
+	if o.sum != "" {
+		return o.sum
+	}
+	h := sha256.New()
+	io.WriteString(h, hostsBegin+"\n")
+	for _, l := range o.blockLines() {
+		io.WriteString(h, l+"\n")
+	}
+	io.WriteString(h, hostsEnd+"\n")
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (o EtcHosts) validate() error {
@@ -129,7 +148,7 @@ func (o EtcHosts) Check(_ context.Context, t step.Target) (step.Change, error) {
 		return step.Change{}, err
 	}
 	if t.Facts == nil {
-		return step.Change{Action: step.ActionCreate, Diff: o.Describe()}, nil
+		return o.CheckOffline(), nil
 	}
 	var have []string
 	haveAddr := map[string][]string{}
@@ -168,10 +187,28 @@ func (o EtcHosts) Check(_ context.Context, t step.Target) (step.Change, error) {
 			ch.Diff = append(ch.Diff, step.DiffLine{Key: name, From: strings.Join(haveAddr[name], ","), To: "(removed)"})
 		}
 	}
-	if len(ch.Diff) == 0 {
+	switch {
+	case len(ch.Diff) == 0:
 		ch.Diff = []step.DiffLine{{Key: "managed block", From: "out of order", To: "rewritten"}}
+	case len(ch.Diff) > describeEntries:
+		// A fresh host of a large cluster: one line, not one per host.
+		ch.Diff = []step.DiffLine{o.collapsed(len(have), len(ch.Diff))}
 	}
 	return ch, nil
+}
+
+// collapsed is a long diff in one line: have managed lines now, differ of
+// the entries differ.
+func (o EtcHosts) collapsed(have, differ int) step.DiffLine {
+	to := "none"
+	if len(o.Entries) > 0 {
+		to = o.summary()
+	}
+	d := step.DiffLine{Key: "managed block", To: fmt.Sprintf("%s; %d entries differ", to, differ)}
+	if have > 0 {
+		d.From = fmt.Sprintf("%d lines", have)
+	}
+	return d
 }
 
 // Apply rewrites the managed block in place (or appends it), leaving every

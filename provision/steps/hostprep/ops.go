@@ -3,6 +3,7 @@
 package hostprep
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -26,25 +27,76 @@ type HostEntry struct {
 	Name    string `json:"name"`
 }
 
-// EtcHosts manages one marked block in /etc/hosts listing every cluster host;
-// lines outside the block are the user's and stay untouched.
+// EtcHosts manages one marked block in /etc/hosts listing the hosts the
+// spec's hostPrep.etcHosts mode chose (none: the block is removed); lines
+// outside the block are the user's and stay untouched.
 type EtcHosts struct {
 	Entries []HostEntry `json:"entries"`
+
+	sum string // BlockSHA256, when NewEtcHosts computed it
+}
+
+// NewEtcHosts computes the block's sha256 once: the planner gives the same
+// block to every host, and plans show it on each.
+func NewEtcHosts(entries []HostEntry) EtcHosts {
+	o := EtcHosts{Entries: entries}
+	o.sum = o.BlockSHA256()
+	return o
 }
 
 func (EtcHosts) Kind() string { return "hostprep/etc-hosts" }
+
+// Past these many entries plans name the block by its size and sha256
+// instead of listing it: in mode "all" every host lists every host, and a
+// plan listing them would grow as the square of the cluster. Text shows
+// fewer lines than JSON, which tools read.
+const (
+	describeEntries = 8
+	paramsEntries   = 20
+)
+
 func (o EtcHosts) Describe() []step.DiffLine {
-	// Every host lists every host: past a handful, name the count so large
-	// plans stay linear in size.
-	const show = 8
-	if len(o.Entries) > show {
-		return []step.DiffLine{{Key: "managed block", To: fmt.Sprintf("%d hosts (%s … %s)", len(o.Entries), o.Entries[0].Name, o.Entries[len(o.Entries)-1].Name)}}
+	if len(o.Entries) == 0 {
+		return []step.DiffLine{{Key: "managed block", To: "none (a block written before is removed)"}}
+	}
+	if len(o.Entries) > describeEntries {
+		return []step.DiffLine{{Key: "managed block", To: o.summary()}}
 	}
 	d := make([]step.DiffLine, len(o.Entries))
 	for i, e := range o.Entries {
 		d[i] = step.DiffLine{Key: e.Name, To: e.Address}
 	}
 	return d
+}
+
+// summary names a long block: its size, first and last host, and sha256.
+func (o EtcHosts) summary() string {
+	return fmt.Sprintf("%d hosts (%s … %s), sha256:%.12s", len(o.Entries), o.Entries[0].Name, o.Entries[len(o.Entries)-1].Name, o.BlockSHA256())
+}
+
+// CheckOffline: a blank host has no block, so mode "none" has nothing to
+// remove.
+func (o EtcHosts) CheckOffline() step.Change {
+	if len(o.Entries) == 0 {
+		return step.Change{Action: step.ActionNone}
+	}
+	return step.Change{Action: step.ActionCreate, Diff: o.Describe()}
+}
+
+// MarshalJSON lists a short block; a long one, derivable from the spec, is
+// given by its size, ends and sha256 (see BlockSHA256).
+func (o EtcHosts) MarshalJSON() ([]byte, error) {
+	if len(o.Entries) <= paramsEntries {
+		return json.Marshal(struct {
+			Entries []HostEntry `json:"entries"`
+		}{o.Entries})
+	}
+	return json.Marshal(struct {
+		Count  int    `json:"count"`
+		First  string `json:"first"`
+		Last   string `json:"last"`
+		SHA256 string `json:"sha256"`
+	}{len(o.Entries), o.Entries[0].Name, o.Entries[len(o.Entries)-1].Name, o.BlockSHA256()})
 }
 
 // Swap turns swap off now and comments out swap lines in /etc/fstab.
