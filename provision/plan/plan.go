@@ -34,6 +34,10 @@ type Plan struct {
 	// Unavailable lists steps of a full build that this version cannot run
 	// yet; the plan stops before them.
 	Unavailable []string `json:"unavailable,omitempty"`
+	// Warnings are what a reviewer should read before the steps (hosts
+	// waiting for --remove-hosts, a record that could not be read),
+	// already redacted. The CLI also prints them to stderr as it finds them.
+	Warnings []string `json:"warnings,omitempty"`
 	// Previous is the cluster's record of its last apply, when online and
 	// the cluster has one.
 	Previous *state.Record `json:"previous,omitempty"`
