@@ -71,7 +71,8 @@ type scope struct {
 	summary plan.Summary
 }
 
-// groupByScope splits steps by the first segment of their ID, in the
+// groupByScope splits steps by the host their ID starts with, else by the
+// ID's first segment ("cluster"), in the
 // order scopes first appear (the plan's topological order), with the
 // cluster-wide steps last.
 func groupByScope(steps []plan.PlannedStep) []*scope {
@@ -79,7 +80,10 @@ func groupByScope(steps []plan.PlannedStep) []*scope {
 	var cluster *scope
 	byName := map[string]*scope{}
 	for _, s := range steps {
-		name, _, _ := strings.Cut(s.ID, "/")
+		name := s.Host
+		if name == "" || stepHost(s) != "" {
+			name, _, _ = strings.Cut(s.ID, "/") // "cluster"
+		}
 		sc := byName[name]
 		if sc == nil {
 			sc = &scope{name: name}
