@@ -51,9 +51,9 @@ func TestEscapeMD(t *testing.T) {
 
 func TestCodeFence(t *testing.T) {
 	for body, want := range map[string]string{
-		"plain":          "```",
-		"a ` b":          "```",
-		"a ``` b":        "````",
+		"plain":         "```",
+		"a ` b":         "```",
+		"a ``` b":       "````",
 		"```\n`````\nx": "``````",
 	} {
 		if got := codeFence(body); got != want {
