@@ -15,7 +15,8 @@ import (
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
-// FormatVersion changes when the Plan's JSON changes incompatibly.
+// FormatVersion changes when the Plan's JSON changes incompatibly. The JSON
+// is described by schema/plan.schema.json (kept in step by a test).
 const FormatVersion = 1
 
 // Plan is what apply would do, as data: every step with its action and diff,
