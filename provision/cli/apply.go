@@ -38,9 +38,12 @@ type session struct {
 	fleet       *fleet
 	redactor    *host.Redactor
 	runner      *hostRunner
-	lock        *lock.Lock       // held for changing commands
-	previous    *state.Record    // the cluster's record of its last apply
-	now         func() time.Time // the clock of apply's walk and live view; nil means time.Now
+	// warnings found while opening the session, for the plan (already
+	// printed to stderr).
+	warnings []string
+	lock     *lock.Lock       // held for changing commands
+	previous *state.Record    // the cluster's record of its last apply
+	now      func() time.Time // the clock of apply's walk and live view; nil means time.Now
 }
 
 // sessionOptions: what a command needs of its session beyond facts.
@@ -81,6 +84,7 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 		return nil, err
 	}
 	s := &session{c: c, fleet: f, redactor: red}
+	warn := s.warner(stderr)
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -92,20 +96,20 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 			return nil, err
 		}
 	}
-	s.previous = readPrevious(ctx, c, f, stderr)
+	s.previous = readPrevious(ctx, c, f, warn)
 	if s.lock != nil && s.previous != nil {
 		if err := s.lock.NoteRecord(ctx, s.previous.Digest); err != nil {
 			fmt.Fprintln(stderr, "warning:", red.Redact(err.Error()))
 		}
 	}
-	bo := plan.BuildOptions{Previous: s.previous, Git: gitOf(ctx, c.Dir, stderr), Clusterctl: d.opt.Version, RemoveHosts: o.RemoveHosts}
+	bo := plan.BuildOptions{Previous: s.previous, Git: gitOf(ctx, c.Dir, warn), Clusterctl: d.opt.Version, RemoveHosts: o.RemoveHosts}
 	if pending := bo.PendingRemovals(c); len(pending) > 0 {
 		if o.Lock != "" {
 			return nil, fmt.Errorf("%s refused: %s", o.Lock, pendingRemovals(pending))
 		}
-		fmt.Fprintf(stderr, "warning: %s\n", pendingRemovals(pending))
+		warn(pendingRemovals(pending))
 	}
-	bo.Gone = connectRemoved(ctx, c, f, bo.ConfirmedRemovals(c), stderr)
+	bo.Gone = connectRemoved(ctx, c, f, bo.ConfirmedRemovals(c), warn)
 	full, err := plan.Build(c, bo)
 	if err != nil {
 		return nil, err
@@ -128,12 +132,22 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 	return s, nil
 }
 
+// warner prints warnings that concern the plan to stderr as they are found,
+// and keeps them for the plan, so every renderer of the plan shows them.
+func (s *session) warner(stderr io.Writer) func(string) {
+	return func(msg string) {
+		msg = s.redactor.Redact(msg)
+		printWarning(stderr)(msg)
+		s.warnings = append(s.warnings, msg)
+	}
+}
+
 // gitOf is the spec repository's commit for the record; a repository that
 // cannot or may not be read is a warning, never a failed apply.
-func gitOf(ctx context.Context, dir string, stderr io.Writer) *state.Git {
+func gitOf(ctx context.Context, dir string, warn func(string)) *state.Git {
 	g, err := state.GitOf(ctx, dir)
 	if err != nil {
-		fmt.Fprintf(stderr, "warning: the record of this apply will name no git commit: %v\n", err)
+		warn(fmt.Sprintf("the record of this apply will name no git commit: %v", err))
 	}
 	return g
 }
@@ -158,6 +172,7 @@ func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 		p.FactsDigest[name] = f.Digest()
 	}
 	p.Unavailable = s.unavailable
+	p.Warnings = s.warnings
 	p.Previous = s.previous
 	for _, a := range args {
 		if abs, err := filepath.Abs(a); err == nil {
@@ -351,21 +366,9 @@ func stale(saved, now *plan.Plan) error {
 }
 
 func noteUnavailable(w io.Writer, p *plan.Plan) {
-	if len(p.Unavailable) == 0 {
-		return
+	if n := render.UnavailableNote(p); n != "" {
+		fmt.Fprintln(w, n)
 	}
-	kinds := map[string]bool{}
-	var list []string
-	for _, id := range p.Unavailable {
-		k := id[strings.IndexByte(id, '/')+1:]
-		if !kinds[k] {
-			kinds[k] = true
-			list = append(list, k)
-		}
-	}
-	slices.Sort(list)
-	fmt.Fprintf(w, "Not in this version: %d steps of a full build (%s) are not implemented yet; apply stops before them.\n",
-		len(p.Unavailable), strings.Join(list, ", "))
 }
 
 func confirm(in io.Reader, w io.Writer) error {

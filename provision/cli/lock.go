@@ -83,7 +83,7 @@ func addLockHostFlag(f *pflag.FlagSet) {
 // readPrevious reads the cluster's record of its last apply from the first
 // control plane that answers. A cluster whose record cannot be read is
 // planned without it, with a warning: removed hosts then go unplanned.
-func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writer) *state.Record {
+func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, warn func(string)) *state.Record {
 	var rec *state.Record
 	var problems []string
 	for _, name := range c.ControlPlanes() {
@@ -103,8 +103,8 @@ func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writ
 		} // a host that cannot be reached is reported by the fact gathering
 	}
 	if len(problems) > 0 && rec == nil {
-		fmt.Fprintf(stderr, "warning: could not read the cluster's record of its last apply (%s); hosts removed from the spec since then are not planned\n",
-			f.redactor.Redact(strings.Join(problems, "; ")))
+		warn(fmt.Sprintf("could not read the cluster's record of its last apply (%s); hosts removed from the spec since then are not planned",
+			f.redactor.Redact(strings.Join(problems, "; "))))
 	}
 	return rec
 }
@@ -116,7 +116,7 @@ func readPrevious(ctx context.Context, c *spec.Cluster, f *fleet, stderr io.Writ
 // for their addresses, so a key is never learnt from them. Those that
 // cannot be reached are returned: they are taken out of the cluster
 // without being reset.
-func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []state.Host, stderr io.Writer) map[string]bool {
+func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []state.Host, warn func(string)) map[string]bool {
 	if len(removed) == 0 {
 		return nil
 	}
@@ -133,8 +133,8 @@ func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []st
 			cancel()
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "warning: host %s left the spec and cannot be reached (%s): it is drained and removed from the cluster, but not reset\n",
-				r.Name, f.redactor.Redact(err.Error()))
+			warn(fmt.Sprintf("host %s left the spec and cannot be reached (%s): it is drained and removed from the cluster, but not reset",
+				r.Name, f.redactor.Redact(err.Error())))
 			gone[r.Name] = true
 			continue
 		}
@@ -142,6 +142,11 @@ func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []st
 		f.names = append(f.names, r.Name)
 	}
 	return gone
+}
+
+// printWarning is a warn function that only prints, as "warning: MSG".
+func printWarning(w io.Writer) func(string) {
+	return func(msg string) { fmt.Fprintln(w, "warning:", msg) }
 }
 
 func isTransport(err error) bool {

@@ -64,7 +64,7 @@ func TestReadPreviousRefusesBadRecord(t *testing.T) {
 	rec.Hosts[1].User = "root -oProxyCommand=id"
 	expectRecord(t, f["h1"], rec)
 	var stderr bytes.Buffer
-	got := readPrevious(context.Background(), c, &fleet{hosts: hosts, redactor: host.NewRedactor()}, &stderr)
+	got := readPrevious(context.Background(), c, &fleet{hosts: hosts, redactor: host.NewRedactor()}, printWarning(&stderr))
 	if got != nil {
 		t.Fatalf("a bad record is used: %+v", got)
 	}
@@ -73,7 +73,7 @@ func TestReadPreviousRefusesBadRecord(t *testing.T) {
 			t.Errorf("stderr %q lacks %q", stderr.String(), want)
 		}
 	}
-	if gone := connectRemoved(context.Background(), c, &fleet{hosts: hosts}, got.Removed(c.Names()), &stderr); gone != nil {
+	if gone := connectRemoved(context.Background(), c, &fleet{hosts: hosts}, got.Removed(c.Names()), printWarning(&stderr)); gone != nil {
 		t.Errorf("hosts of a refused record were dialled: %v", gone)
 	}
 }

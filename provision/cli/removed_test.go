@@ -95,7 +95,7 @@ func TestConnectRemovedIsStrict(t *testing.T) {
 	}
 	defer f.Close()
 	var stderr bytes.Buffer
-	gone := connectRemoved(context.Background(), c, f, []state.Host{{Name: "old", Address: "127.0.0.1", Port: port, Roles: []string{"worker"}}}, &stderr)
+	gone := connectRemoved(context.Background(), c, f, []state.Host{{Name: "old", Address: "127.0.0.1", Port: port, Roles: []string{"worker"}}}, printWarning(&stderr))
 	if !gone["old"] {
 		t.Errorf("a host with an unknown key was reached; stderr: %s", stderr.String())
 	}

@@ -118,7 +118,7 @@ the plan has changes.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.String("config", "", "CLI preferences file (default $XDG_CONFIG_HOME/clusterctl/config.yaml)")
-	pf.StringP("output", "o", "text", "output format: text or json")
+	pf.StringP("output", "o", "text", "output format: text or json (plan also: markdown)")
 	root.AddCommand(
 		newValidateCommand(d),
 		newPlanCommand(d),
@@ -176,6 +176,17 @@ func (d *deps) output() (string, error) {
 		return o, nil
 	}
 	return "", fmt.Errorf("--output %q: want text or json", o)
+}
+
+// planOutput is output() for plan, which also writes markdown (for a
+// pull-request comment).
+func (d *deps) planOutput() (string, error) {
+	switch o := d.v.GetString("output"); o {
+	case "text", "json", "markdown":
+		return o, nil
+	default:
+		return "", fmt.Errorf("--output %q: want text, json or markdown", o)
+	}
 }
 
 func versionString(o Options) string {

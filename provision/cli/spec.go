@@ -44,10 +44,12 @@ func newPlanCommand(d *deps) *cobra.Command {
 		Long: `Plan loads the spec, gathers facts from every host (one SSH round trip
 each, in parallel) and prints every step apply would run and what it would
 change, current -> desired. With --offline no host is contacted and every
-host is treated as blank. With -out FILE the plan is also saved for
-'apply FILE', which refuses it if the spec or any host changed since.`,
+host is treated as blank. -o markdown writes the plan for a pull-request
+comment, -o json as data (its schema: schema/plan.schema.json). With
+-out FILE the plan is also saved for 'apply FILE', which refuses it if the
+spec or any host changed since.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := d.output()
+			out, err := d.planOutput()
 			if err != nil {
 				return err
 			}
@@ -75,9 +77,12 @@ host is treated as blank. With -out FILE the plan is also saved for
 					return err
 				}
 			}
-			if out == "json" {
+			switch out {
+			case "json":
 				err = render.PlanJSON(cmd.OutOrStdout(), p)
-			} else {
+			case "markdown":
+				err = render.PlanMarkdown(cmd.OutOrStdout(), p)
+			default:
 				err = render.PlanText(cmd.OutOrStdout(), p)
 				noteUnavailable(cmd.OutOrStdout(), p)
 			}

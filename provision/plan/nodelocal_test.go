@@ -22,15 +22,19 @@ func TestNodeLocalPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, p := offline(t, c)
-	var txt, js bytes.Buffer
+	var txt, js, md bytes.Buffer
 	if err := render.PlanText(&txt, p); err != nil {
 		t.Fatal(err)
 	}
 	if err := render.PlanJSON(&js, p); err != nil {
 		t.Fatal(err)
 	}
+	if err := render.PlanMarkdown(&md, p); err != nil {
+		t.Fatal(err)
+	}
 	hosttest.AssertGolden(t, filepath.Join("testdata", "node-local.plan.txt"), txt.String())
 	hosttest.AssertGolden(t, filepath.Join("testdata", "node-local.plan.json"), js.String())
+	hosttest.AssertGolden(t, filepath.Join("testdata", "node-local.plan.md"), md.String())
 
 	before, _ := ordering(t, g)
 	before("cp1/hostprep/packages", "cp1/kube/apiserver-proxy")

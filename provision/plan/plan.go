@@ -15,7 +15,8 @@ import (
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
-// FormatVersion changes when the Plan's JSON changes incompatibly.
+// FormatVersion changes when the Plan's JSON changes incompatibly. The JSON
+// is described by schema/plan.schema.json (kept in step by a test).
 const FormatVersion = 1
 
 // Plan is what apply would do, as data: every step with its action and diff,
@@ -34,6 +35,10 @@ type Plan struct {
 	// Unavailable lists steps of a full build that this version cannot run
 	// yet; the plan stops before them.
 	Unavailable []string `json:"unavailable,omitempty"`
+	// Warnings are what a reviewer should read before the steps (hosts
+	// waiting for --remove-hosts, a record that could not be read),
+	// already redacted. The CLI also prints them to stderr as it finds them.
+	Warnings []string `json:"warnings,omitempty"`
 	// Previous is the cluster's record of its last apply, when online and
 	// the cluster has one.
 	Previous *state.Record `json:"previous,omitempty"`

@@ -44,12 +44,12 @@ func offline(t testing.TB, c *spec.Cluster) (*plan.Graph, *plan.Plan) {
 	return g, p
 }
 
-// The text and JSON plans of every inventory match their golden files, and
-// two runs produce the same bytes.
+// The text, JSON and markdown plans of every inventory match their golden
+// files, and two runs produce the same bytes.
 func TestOfflinePlanGolden(t *testing.T) {
 	for _, inv := range inventories {
 		t.Run(inv, func(t *testing.T) {
-			var outs [2][2]bytes.Buffer
+			var outs [2][3]bytes.Buffer
 			for run := 0; run < 2; run++ {
 				_, p := offline(t, load(t, inv))
 				if err := render.PlanText(&outs[run][0], p); err != nil {
@@ -58,8 +58,11 @@ func TestOfflinePlanGolden(t *testing.T) {
 				if err := render.PlanJSON(&outs[run][1], p); err != nil {
 					t.Fatal(err)
 				}
+				if err := render.PlanMarkdown(&outs[run][2], p); err != nil {
+					t.Fatal(err)
+				}
 			}
-			for i, ext := range []string{"txt", "json"} {
+			for i, ext := range []string{"txt", "json", "md"} {
 				if !bytes.Equal(outs[0][i].Bytes(), outs[1][i].Bytes()) {
 					t.Errorf("%s plan differs between two runs", ext)
 				}
