@@ -84,7 +84,7 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 	defer func() {
 		if err != nil {
 			s.Close()
-			err = errors.New(red.Redact(err.Error()))
+			err = red.Error(err)
 		}
 	}()
 	if o.Lock != "" {
@@ -151,7 +151,7 @@ func (s *session) Close() error {
 func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 	p, err := plan.Make(ctx, s.c, s.graph, s.runner.Check, false)
 	if err != nil {
-		return nil, errors.New(s.redactor.Redact(err.Error()))
+		return nil, s.redactor.Error(err)
 	}
 	p.FactsDigest = map[string]string{}
 	for name, f := range s.runner.facts {
@@ -419,7 +419,7 @@ func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, 
 		}
 	}
 	if err != nil {
-		return errors.New(s.redactor.Redact(err.Error()))
+		return s.redactor.Error(err)
 	}
 	return nil
 }

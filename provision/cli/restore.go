@@ -130,7 +130,7 @@ func (r *restorer) run(ctx context.Context) (err error) {
 	defer r.f.Close()
 	defer func() {
 		if err != nil {
-			err = errors.New(r.red.Redact(err.Error()))
+			err = r.red.Error(err)
 		}
 	}()
 	l, err := takeLock(ctx, r.c, r.f, r.d.v.GetString("lock-host"), "restore", r.stderr)
