@@ -29,18 +29,17 @@ import (
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
-// session is one online run: spec, graph of runnable steps, connections,
+// session is one online run: spec, graph of steps, connections,
 // facts and the runner that binds steps to hosts.
 type session struct {
-	c           *spec.Cluster
-	graph       *plan.Graph
-	unavailable []string
-	fleet       *fleet
-	redactor    *host.Redactor
-	runner      *hostRunner
-	lock        *lock.Lock       // held for changing commands
-	previous    *state.Record    // the cluster's record of its last apply
-	now         func() time.Time // the clock of apply's walk and live view; nil means time.Now
+	c        *spec.Cluster
+	graph    *plan.Graph
+	fleet    *fleet
+	redactor *host.Redactor
+	runner   *hostRunner
+	lock     *lock.Lock       // held for changing commands
+	previous *state.Record    // the cluster's record of its last apply
+	now      func() time.Time // the clock of apply's walk and live view; nil means time.Now
 }
 
 // sessionOptions: what a command needs of its session beyond facts.
@@ -110,14 +109,11 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 	if err != nil {
 		return nil, err
 	}
-	g, unavailable, err := plan.Runnable(full)
+	g, err := plan.Select(full, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip"))
 	if err != nil {
 		return nil, err
 	}
-	if g, err = plan.Select(g, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip")); err != nil {
-		return nil, err
-	}
-	s.graph, s.unavailable = g, unavailable
+	s.graph = g
 	start := time.Now()
 	all, err := gatherAll(ctx, f, factsRequest(g), d.v.GetInt("parallel"))
 	if err != nil {
@@ -147,7 +143,7 @@ func (s *session) Close() error {
 	return errors.Join(err, s.fleet.Close())
 }
 
-// plan checks every runnable step against the facts.
+// plan checks every step against the facts.
 func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 	p, err := plan.Make(ctx, s.c, s.graph, s.runner.Check, false)
 	if err != nil {
@@ -157,7 +153,6 @@ func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 	for name, f := range s.runner.facts {
 		p.FactsDigest[name] = f.Digest()
 	}
-	p.Unavailable = s.unavailable
 	p.Previous = s.previous
 	for _, a := range args {
 		if abs, err := filepath.Abs(a); err == nil {
@@ -199,20 +194,12 @@ func (r *hostRunner) takeWarnings() []string {
 	return w
 }
 
-// Check asks the step; an Op that cannot check itself always applies.
 func (r *hostRunner) Check(ctx context.Context, s step.Step) (step.Change, error) {
-	if c, ok := s.Op.(step.Checker); ok {
-		return c.Check(ctx, r.target(s))
-	}
-	return plan.Offline(ctx, s)
+	return s.Op.Check(ctx, r.target(s))
 }
 
 func (r *hostRunner) Apply(ctx context.Context, s step.Step) error {
-	a, ok := s.Op.(step.Applier)
-	if !ok {
-		return fmt.Errorf("step %s cannot be applied by this version", s.ID)
-	}
-	return a.Apply(ctx, r.target(s))
+	return s.Op.Apply(ctx, r.target(s))
 }
 
 func newApplyCommand(d *deps) *cobra.Command {
@@ -258,7 +245,6 @@ any host changed since the plan was made.`,
 				if err := render.PlanText(cmd.OutOrStdout(), p); err != nil {
 					return err
 				}
-				noteUnavailable(cmd.OutOrStdout(), p)
 			}
 			if p.Summary.Changes() == 0 && p.Summary.Read == 0 {
 				return nil
@@ -350,24 +336,6 @@ func stale(saved, now *plan.Plan) error {
 	return nil
 }
 
-func noteUnavailable(w io.Writer, p *plan.Plan) {
-	if len(p.Unavailable) == 0 {
-		return
-	}
-	kinds := map[string]bool{}
-	var list []string
-	for _, id := range p.Unavailable {
-		k := id[strings.IndexByte(id, '/')+1:]
-		if !kinds[k] {
-			kinds[k] = true
-			list = append(list, k)
-		}
-	}
-	slices.Sort(list)
-	fmt.Fprintf(w, "Not in this version: %d steps of a full build (%s) are not implemented yet; apply stops before them.\n",
-		len(p.Unavailable), strings.Join(list, ", "))
-}
-
 func confirm(in io.Reader, w io.Writer) error {
 	if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		return errors.New("apply needs confirmation, and standard input is not a terminal: run with --yes")
@@ -380,7 +348,7 @@ func confirm(in io.Reader, w io.Writer) error {
 	return nil
 }
 
-// apply walks the runnable graph with a reporter suited to the output.
+// apply walks the graph with a reporter suited to the output.
 func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, out string) error {
 	ropt := execute.ReportOptions{Redact: s.redactor.Redact}
 	var rep execute.Reporter

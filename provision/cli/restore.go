@@ -438,13 +438,9 @@ func (r *restorer) health(ctx context.Context) error {
 	return r.applyGraph(ctx, g, false)
 }
 
-// buildGraph is the runnable part of the cluster's build, narrowed to only.
+// buildGraph is the cluster's build, narrowed to only.
 func (r *restorer) buildGraph(only []string) (*plan.Graph, error) {
-	full, err := plan.BuildGraph(r.c)
-	if err != nil {
-		return nil, err
-	}
-	g, _, err := plan.Runnable(full)
+	g, err := plan.BuildGraph(r.c)
 	if err != nil {
 		return nil, err
 	}

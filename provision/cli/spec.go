@@ -79,7 +79,6 @@ host is treated as blank. With -out FILE the plan is also saved for
 				err = render.PlanJSON(cmd.OutOrStdout(), p)
 			} else {
 				err = render.PlanText(cmd.OutOrStdout(), p)
-				noteUnavailable(cmd.OutOrStdout(), p)
 			}
 			if err != nil {
 				return err

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-
-	"github.com/clusterctl/clusterctl/provision/dag"
 
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/state"
@@ -31,9 +28,6 @@ type Plan struct {
 	SpecPaths []string `json:"specPaths,omitempty"`
 	// FactsDigest per host: apply refuses a plan whose hosts changed since.
 	FactsDigest map[string]string `json:"factsDigest,omitempty"`
-	// Unavailable lists steps of a full build that this version cannot run
-	// yet; the plan stops before them.
-	Unavailable []string `json:"unavailable,omitempty"`
 	// Previous is the cluster's record of its last apply, when online and
 	// the cluster has one.
 	Previous *state.Record `json:"previous,omitempty"`
@@ -141,41 +135,6 @@ func (s *Summary) count(a step.Action) {
 	default:
 		s.Unchanged++
 	}
-}
-
-// Runnable returns the part of g this version can apply: steps whose Op
-// implements step.Applier and whose ancestors all do. The rest is returned
-// by ID, sorted, so plans can say where they stop.
-func Runnable(g *Graph) (*Graph, []string, error) {
-	order, err := g.TopoOrder()
-	if err != nil {
-		return nil, nil, err
-	}
-	ok := map[string]bool{}
-	var dropped []string
-	out := dag.New[step.Step]()
-	for _, id := range order {
-		s, _ := g.Get(id)
-		_, can := s.Op.(step.Applier)
-		for _, d := range g.Deps(id) {
-			can = can && ok[d]
-		}
-		if !can {
-			dropped = append(dropped, id)
-			continue
-		}
-		ok[id] = true
-		if err := out.Add(id, s); err != nil {
-			return nil, nil, err
-		}
-		for _, d := range g.Deps(id) {
-			if err := out.Connect(d, id); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
-	sort.Strings(dropped)
-	return out, dropped, nil
 }
 
 // Load reads a plan file written by `plan -out`.

@@ -59,6 +59,10 @@ type Op interface {
 	// Kind is the step's family, e.g. "hostprep/sysctl"; with the host name
 	// it forms the step ID.
 	Kind() string
+	// Check says what Apply would change, from facts and cheap commands.
+	Check(ctx context.Context, t Target) (Change, error)
+	// Apply converges the host. It must be idempotent.
+	Apply(ctx context.Context, t Target) error
 }
 
 // Describer is an Op that can list the settings it converges to; the offline
@@ -104,16 +108,6 @@ type Target struct {
 // in the one probe round trip per host.
 type FactsNeeder interface {
 	Needs() facts.Request
-}
-
-// Checker is an Op that can say what it would change.
-type Checker interface {
-	Check(ctx context.Context, t Target) (Change, error)
-}
-
-// Applier is an Op that can converge its host. Apply must be idempotent.
-type Applier interface {
-	Apply(ctx context.Context, t Target) error
 }
 
 // Step is one node of the plan's graph.
