@@ -49,7 +49,7 @@ type PlannedStep struct {
 	Params any `json:"params"`
 }
 
-// Summary counts the actions; read-only steps are not changes.
+// Summary counts the actions; recurring steps (Read) are not changes.
 type Summary struct {
 	Add       int `json:"add"`
 	Change    int `json:"change"`
@@ -66,12 +66,12 @@ func (s Summary) Changes() int { return s.Add + s.Change + s.Remove }
 type CheckFunc func(ctx context.Context, s step.Step) (step.Change, error)
 
 // Offline treats every host as blank: each step would create what it
-// describes; read-only steps read.
+// describes; recurring steps read.
 func Offline(_ context.Context, s step.Step) (step.Change, error) {
 	if o, ok := s.Op.(step.OfflineChecker); ok {
 		return o.CheckOffline(), nil
 	}
-	if r, ok := s.Op.(step.Reader); ok && r.ReadOnly() {
+	if r, ok := s.Op.(step.Recurring); ok && r.RunsEveryApply() {
 		return step.Change{Action: step.ActionRead, Diff: describe(s.Op)}, nil
 	}
 	return step.Change{Action: step.ActionCreate, Diff: describe(s.Op)}, nil

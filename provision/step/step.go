@@ -18,8 +18,8 @@ const (
 	ActionCreate Action = "create"
 	ActionUpdate Action = "update"
 	ActionDelete Action = "delete"
-	// ActionRead steps only observe (health checks, fetching a kubeconfig);
-	// they run on every apply and never count as changes.
+	// ActionRead steps run on every apply and never count as changes (see
+	// Recurring); some write, but nothing the spec converges.
 	ActionRead Action = "read"
 )
 
@@ -71,10 +71,12 @@ type Describer interface {
 	Describe() []DiffLine
 }
 
-// Reader is an Op that only observes (health, kubeconfig): it runs on every
-// apply and is never counted as a change.
-type Reader interface {
-	ReadOnly() bool
+// Recurring is an Op that runs on every apply and is never counted as a
+// change, though it may write outside the hosts' converged state (the
+// health check, the operator's kubeconfig, the state record). Its action
+// is ActionRead, offline too.
+type Recurring interface {
+	RunsEveryApply() bool
 }
 
 // OfflineChecker is an Op that acts only on hosts already in some state (an
