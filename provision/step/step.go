@@ -119,8 +119,9 @@ type Step struct {
 	ID string
 	// Host is the host the step runs on ("" for none).
 	Host string
-	// Mutating steps change their host; the walker runs at most one mutating
-	// step per host at a time by default.
-	Mutating bool
-	Op       Op
+	// TakesHostSlot steps must not overlap other such steps on their host
+	// (package installs, kubeadm runs): the walker runs at most
+	// Options.PerHost of them per host at a time, one by default.
+	TakesHostSlot bool
+	Op            Op
 }
