@@ -29,15 +29,14 @@ import (
 	"github.com/clusterctl/clusterctl/provision/step"
 )
 
-// session is one online run: spec, graph of runnable steps, connections,
+// session is one online run: spec, graph of steps, connections,
 // facts and the runner that binds steps to hosts.
 type session struct {
-	c           *spec.Cluster
-	graph       *plan.Graph
-	unavailable []string
-	fleet       *fleet
-	redactor    *host.Redactor
-	runner      *hostRunner
+	c        *spec.Cluster
+	graph    *plan.Graph
+	fleet    *fleet
+	redactor *host.Redactor
+	runner   *hostRunner
 	// warnings found while opening the session, for the plan (already
 	// printed to stderr).
 	warnings []string
@@ -88,7 +87,7 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 	defer func() {
 		if err != nil {
 			s.Close()
-			err = errors.New(red.Redact(err.Error()))
+			err = red.Error(err)
 		}
 	}()
 	if o.Lock != "" {
@@ -114,14 +113,11 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 	if err != nil {
 		return nil, err
 	}
-	g, unavailable, err := plan.Runnable(full)
+	g, err := plan.Select(full, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip"))
 	if err != nil {
 		return nil, err
 	}
-	if g, err = plan.Select(g, d.v.GetStringSlice("only"), d.v.GetStringSlice("skip")); err != nil {
-		return nil, err
-	}
-	s.graph, s.unavailable = g, unavailable
+	s.graph = g
 	start := time.Now()
 	all, err := gatherAll(ctx, f, factsRequest(g), d.v.GetInt("parallel"))
 	if err != nil {
@@ -161,17 +157,16 @@ func (s *session) Close() error {
 	return errors.Join(err, s.fleet.Close())
 }
 
-// plan checks every runnable step against the facts.
+// plan checks every step against the facts.
 func (s *session) plan(ctx context.Context, args []string) (*plan.Plan, error) {
 	p, err := plan.Make(ctx, s.c, s.graph, s.runner.Check, false)
 	if err != nil {
-		return nil, errors.New(s.redactor.Redact(err.Error()))
+		return nil, s.redactor.Error(err)
 	}
 	p.FactsDigest = map[string]string{}
 	for name, f := range s.runner.facts {
 		p.FactsDigest[name] = f.Digest()
 	}
-	p.Unavailable = s.unavailable
 	p.Warnings = s.warnings
 	p.Previous = s.previous
 	for _, a := range args {
@@ -214,20 +209,12 @@ func (r *hostRunner) takeWarnings() []string {
 	return w
 }
 
-// Check asks the step; an Op that cannot check itself always applies.
 func (r *hostRunner) Check(ctx context.Context, s step.Step) (step.Change, error) {
-	if c, ok := s.Op.(step.Checker); ok {
-		return c.Check(ctx, r.target(s))
-	}
-	return plan.Offline(ctx, s)
+	return s.Op.Check(ctx, r.target(s))
 }
 
 func (r *hostRunner) Apply(ctx context.Context, s step.Step) error {
-	a, ok := s.Op.(step.Applier)
-	if !ok {
-		return fmt.Errorf("step %s cannot be applied by this version", s.ID)
-	}
-	return a.Apply(ctx, r.target(s))
+	return s.Op.Apply(ctx, r.target(s))
 }
 
 func newApplyCommand(d *deps) *cobra.Command {
@@ -273,7 +260,6 @@ any host changed since the plan was made.`,
 				if err := render.PlanText(cmd.OutOrStdout(), p); err != nil {
 					return err
 				}
-				noteUnavailable(cmd.OutOrStdout(), p)
 			}
 			if p.Summary.Changes() == 0 && p.Summary.Read == 0 {
 				return nil
@@ -365,12 +351,6 @@ func stale(saved, now *plan.Plan) error {
 	return nil
 }
 
-func noteUnavailable(w io.Writer, p *plan.Plan) {
-	if n := render.UnavailableNote(p); n != "" {
-		fmt.Fprintln(w, n)
-	}
-}
-
 func confirm(in io.Reader, w io.Writer) error {
 	if f, ok := in.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		return errors.New("apply needs confirmation, and standard input is not a terminal: run with --yes")
@@ -383,7 +363,7 @@ func confirm(in io.Reader, w io.Writer) error {
 	return nil
 }
 
-// apply walks the runnable graph with a reporter suited to the output.
+// apply walks the graph with a reporter suited to the output.
 func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, out string) error {
 	ropt := execute.ReportOptions{Redact: s.redactor.Redact}
 	var rep execute.Reporter
@@ -422,7 +402,7 @@ func (s *session) apply(ctx context.Context, d *deps, stdout, stderr io.Writer, 
 		}
 	}
 	if err != nil {
-		return errors.New(s.redactor.Redact(err.Error()))
+		return s.redactor.Error(err)
 	}
 	return nil
 }

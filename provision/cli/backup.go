@@ -53,7 +53,7 @@ same hosts or on hosts rebuilt from the same spec.`,
 			start := time.Now()
 			meta, sum, err := takeBackup(cmd.Context(), c, f, file, d.opt.Version, cmd.ErrOrStderr())
 			if err != nil {
-				return errors.New(red.Redact(err.Error()))
+				return red.Error(err)
 			}
 			if out == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())

@@ -46,7 +46,7 @@ firewall, time sync, container runtime and Kubernetes versions, free disk.`,
 			start := time.Now()
 			all, err := gatherAll(cmd.Context(), f, factsRequest(g), d.v.GetInt("parallel"))
 			if err != nil {
-				return fmt.Errorf("%s", red.Redact(err.Error()))
+				return red.Error(err)
 			}
 			if out == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())

@@ -98,9 +98,9 @@ func (c *demoClock) advance(d time.Duration) {
 
 func (r *demoRun) graph(hosts int) *dag.Graph[step.Step] {
 	g := dag.New[step.Step]()
-	add := func(id, on string, mutating bool, op demoOp, deps ...string) {
+	add := func(id, on string, takesSlot bool, op demoOp, deps ...string) {
 		op.run = r
-		must(g.Add(id, step.Step{ID: id, Host: on, Mutating: mutating, Op: op}))
+		must(g.Add(id, step.Step{ID: id, Host: on, TakesHostSlot: takesSlot, Op: op}))
 		for _, dep := range deps {
 			must(g.Connect(dep, id))
 		}

@@ -189,7 +189,7 @@ Make sure the holder is really gone, then release the lock with that ID.`,
 				return nil
 			})
 			if err != nil {
-				return errors.New(red.Redact(err.Error()))
+				return red.Error(err)
 			}
 			return nil
 		},

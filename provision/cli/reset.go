@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -128,7 +127,7 @@ func openGraphSession(ctx context.Context, d *deps, c *spec.Cluster, g *plan.Gra
 	all, err := gatherAll(ctx, view, factsRequest(g), d.v.GetInt("parallel"))
 	if err != nil {
 		f.Close()
-		return nil, errors.New(red.Redact(err.Error()))
+		return nil, red.Error(err)
 	}
 	fmt.Fprintf(stderr, "Gathered facts from %d hosts in %.2fs.\n", len(all), time.Since(start).Seconds())
 	return &session{c: c, graph: g, fleet: f, redactor: red,

@@ -130,7 +130,7 @@ func (r *restorer) run(ctx context.Context) (err error) {
 	defer r.f.Close()
 	defer func() {
 		if err != nil {
-			err = errors.New(r.red.Redact(err.Error()))
+			err = r.red.Error(err)
 		}
 	}()
 	l, err := takeLock(ctx, r.c, r.f, r.d.v.GetString("lock-host"), "restore", r.stderr)
@@ -438,13 +438,9 @@ func (r *restorer) health(ctx context.Context) error {
 	return r.applyGraph(ctx, g, false)
 }
 
-// buildGraph is the runnable part of the cluster's build, narrowed to only.
+// buildGraph is the cluster's build, narrowed to only.
 func (r *restorer) buildGraph(only []string) (*plan.Graph, error) {
-	full, err := plan.BuildGraph(r.c)
-	if err != nil {
-		return nil, err
-	}
-	g, _, err := plan.Runnable(full)
+	g, err := plan.BuildGraph(r.c)
 	if err != nil {
 		return nil, err
 	}

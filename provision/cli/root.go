@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/spec"
 )
 
@@ -62,27 +63,63 @@ func Run(ctx context.Context, args []string, opt Options) int {
 	root.SetIn(opt.Stdin)
 	root.SetOut(opt.Stdout)
 	root.SetErr(opt.Stderr)
-	err := root.ExecuteContext(ctx)
+	return report(opt.Stderr, root.ExecuteContext(ctx))
+}
+
+// report prints a command's error and returns the exit code. The text it
+// prints may come from inside a *host.RedactedError (an exit code's error,
+// spec errors), so it is redacted again.
+func report(w io.Writer, err error) int {
 	if err == nil {
 		return ExitOK
 	}
+	redact := redactorsIn(err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			printError(opt.Stderr, ee.err)
+			printError(w, ee.err, redact)
 		}
 		return ee.code
 	}
-	printError(opt.Stderr, err)
+	printError(w, err, redact)
 	return ExitError
 }
 
+// redactorsIn returns a function that redacts with every
+// *host.RedactedError's Redactor found in err's tree.
+func redactorsIn(err error) func(string) string {
+	var found []*host.RedactedError
+	var walk func(error)
+	walk = func(e error) {
+		if r, ok := e.(*host.RedactedError); ok {
+			found = append(found, r)
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			if next := u.Unwrap(); next != nil {
+				walk(next)
+			}
+		case interface{ Unwrap() []error }:
+			for _, next := range u.Unwrap() {
+				walk(next)
+			}
+		}
+	}
+	walk(err)
+	return func(s string) string {
+		for _, r := range found {
+			s = r.Redact(s)
+		}
+		return s
+	}
+}
+
 // printError shows spec errors one per line, like a compiler.
-func printError(w io.Writer, err error) {
+func printError(w io.Writer, err error, redact func(string) string) {
 	var es spec.Errors
 	if errors.As(err, &es) {
 		for _, e := range es {
-			fmt.Fprintln(w, e.Error())
+			fmt.Fprintln(w, redact(e.Error()))
 		}
 		noun := "error"
 		if len(es) > 1 {
@@ -91,7 +128,7 @@ func printError(w io.Writer, err error) {
 		fmt.Fprintf(w, "Error: the spec is invalid (%d %s)\n", len(es), noun)
 		return
 	}
-	fmt.Fprintf(w, "Error: %v\n", err)
+	fmt.Fprintf(w, "Error: %s\n", redact(err.Error()))
 }
 
 func newRootCommand(d *deps) *cobra.Command {

@@ -84,7 +84,6 @@ spec or any host changed since.`,
 				err = render.PlanMarkdown(cmd.OutOrStdout(), p)
 			default:
 				err = render.PlanText(cmd.OutOrStdout(), p)
-				noteUnavailable(cmd.OutOrStdout(), p)
 			}
 			if err != nil {
 				return err

@@ -17,7 +17,7 @@ import (
 // first path element unless host is set; "-" means no host.
 type node struct {
 	id   string
-	mut  bool
+	slot bool
 	deps []string
 	host string
 }
@@ -33,7 +33,7 @@ func graphOf(t testing.TB, nodes ...node) *dag.Graph[step.Step] {
 		if h == "-" {
 			h = ""
 		}
-		if err := g.Add(n.id, step.Step{ID: n.id, Host: h, Mutating: n.mut}); err != nil {
+		if err := g.Add(n.id, step.Step{ID: n.id, Host: h, TakesHostSlot: n.slot}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,29 +95,29 @@ type fakeRunner struct {
 	b     map[string]behaviour
 	clock *fakeClock
 
-	mu         sync.Mutex
-	seq        int
-	checks     map[string]int
-	applies    map[string]int
-	firstCall  map[string]int // sequence number of the step's first call
-	lastReturn map[string]int // sequence number of the step's last return
-	running    int
-	maxRunning int
-	hostMut    map[string]int
-	maxHostMut map[string]int
+	mu          sync.Mutex
+	seq         int
+	checks      map[string]int
+	applies     map[string]int
+	firstCall   map[string]int // sequence number of the step's first call
+	lastReturn  map[string]int // sequence number of the step's last return
+	running     int
+	maxRunning  int
+	hostSlot    map[string]int
+	maxHostSlot map[string]int
 }
 
 var _ Runner = (*fakeRunner)(nil)
 
 func newFakeRunner(b map[string]behaviour) *fakeRunner {
 	return &fakeRunner{
-		b:          b,
-		checks:     map[string]int{},
-		applies:    map[string]int{},
-		firstCall:  map[string]int{},
-		lastReturn: map[string]int{},
-		hostMut:    map[string]int{},
-		maxHostMut: map[string]int{},
+		b:           b,
+		checks:      map[string]int{},
+		applies:     map[string]int{},
+		firstCall:   map[string]int{},
+		lastReturn:  map[string]int{},
+		hostSlot:    map[string]int{},
+		maxHostSlot: map[string]int{},
 	}
 }
 
@@ -133,9 +133,9 @@ func (f *fakeRunner) enter(s step.Step, apply bool) {
 	}
 	f.running++
 	f.maxRunning = max(f.maxRunning, f.running)
-	if s.Mutating {
-		f.hostMut[s.Host]++
-		f.maxHostMut[s.Host] = max(f.maxHostMut[s.Host], f.hostMut[s.Host])
+	if s.TakesHostSlot {
+		f.hostSlot[s.Host]++
+		f.maxHostSlot[s.Host] = max(f.maxHostSlot[s.Host], f.hostSlot[s.Host])
 	}
 }
 
@@ -145,8 +145,8 @@ func (f *fakeRunner) leave(s step.Step) {
 	f.seq++
 	f.lastReturn[s.ID] = f.seq
 	f.running--
-	if s.Mutating {
-		f.hostMut[s.Host]--
+	if s.TakesHostSlot {
+		f.hostSlot[s.Host]--
 	}
 }
 

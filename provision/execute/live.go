@@ -258,8 +258,8 @@ type HostView struct {
 	Phase   string
 	On      string
 	Elapsed time.Duration
-	// Others counts further steps running on the line (non-mutating steps
-	// run alongside the mutating one).
+	// Others counts further steps running on the line (steps without a
+	// host slot run alongside the one holding it).
 	Others                         int
 	Done, Changed, Failed, Skipped int
 	LastErr                        string // already redacted

@@ -84,9 +84,9 @@ func (s Status) ok() bool {
 type Options struct {
 	// Concurrency bounds steps running at once; <= 0 means 10.
 	Concurrency int
-	// PerHost bounds mutating steps running at once on one host; 0 means 1
-	// and < 0 means no per-host limit. Non-mutating steps and steps with no
-	// host never take a host slot.
+	// PerHost bounds the steps that take a host slot (step.TakesHostSlot)
+	// running at once on one host; 0 means 1 and < 0 means no per-host
+	// limit. Other steps and steps with no host never wait for a slot.
 	PerHost int
 	// Reporter receives events; nil discards them.
 	Reporter Reporter
@@ -172,8 +172,8 @@ type walk struct {
 	repMu      sync.Mutex
 }
 
-// hostSlots is one host's mutating-step budget and its queue of ready
-// mutating steps waiting for a slot.
+// hostSlots is one host's slot budget and its queue of ready steps
+// waiting for a slot.
 type hostSlots struct {
 	busy int
 	wait []int
@@ -221,7 +221,7 @@ func (w *Walker) prepare() (*walk, error) {
 		}
 		wk.pending[i] = len(deps)
 		wk.hostOf[i] = -1
-		if s.Mutating && s.Host != "" && w.opt.PerHost > 0 {
+		if s.TakesHostSlot && s.Host != "" && w.opt.PerHost > 0 {
 			h, ok := hostIdx[s.Host]
 			if !ok {
 				h = len(wk.hosts)
@@ -288,7 +288,7 @@ func (wk *walk) enqueue(i int) {
 	hs := &wk.hosts[h]
 	if hs.busy < wk.w.opt.PerHost {
 		// Take the slot now, while still queued for a global slot, so two
-		// mutating steps of one host can never both be launched.
+		// slot-taking steps of one host can never both be launched.
 		hs.busy++
 		wk.ready.push(i)
 		return

@@ -17,12 +17,12 @@ import (
 
 var errExit = errors.New("exit status 1")
 
-// diamond is a -> {b, c} -> d, all mutating on one host.
+// diamond is a -> {b, c} -> d, all taking the slot of one host.
 var diamond = []node{
-	{id: "n1/a", mut: true},
-	{id: "n1/b", mut: true, deps: []string{"n1/a"}},
-	{id: "n1/c", mut: true, deps: []string{"n1/a"}},
-	{id: "n1/d", mut: true, deps: []string{"n1/b", "n1/c"}},
+	{id: "n1/a", slot: true},
+	{id: "n1/b", slot: true, deps: []string{"n1/a"}},
+	{id: "n1/c", slot: true, deps: []string{"n1/a"}},
+	{id: "n1/d", slot: true, deps: []string{"n1/b", "n1/c"}},
 }
 
 func TestWalkOutcomes(t *testing.T) {
@@ -49,9 +49,9 @@ func TestWalkOutcomes(t *testing.T) {
 		{
 			name: "actions map to statuses",
 			nodes: []node{
-				{id: "n1/none", mut: true}, {id: "n1/read"}, {id: "n1/update", mut: true},
-				{id: "n1/delete", mut: true}, {id: "n1/zero", mut: true},
-				{id: "n1/after", mut: true, deps: []string{"n1/none", "n1/read", "n1/update", "n1/delete", "n1/zero"}},
+				{id: "n1/none", slot: true}, {id: "n1/read"}, {id: "n1/update", slot: true},
+				{id: "n1/delete", slot: true}, {id: "n1/zero", slot: true},
+				{id: "n1/after", slot: true, deps: []string{"n1/none", "n1/read", "n1/update", "n1/delete", "n1/zero"}},
 			},
 			b: map[string]behaviour{
 				"n1/none":   {action: step.ActionNone},
@@ -69,9 +69,9 @@ func TestWalkOutcomes(t *testing.T) {
 		{
 			name: "failure skips dependents, independent branch finishes",
 			nodes: append([]node{
-				{id: "n2/x", mut: true},
-				{id: "n2/y", mut: true, deps: []string{"n2/x"}},
-				{id: "n2/z", mut: true, deps: []string{"n2/y"}},
+				{id: "n2/x", slot: true},
+				{id: "n2/y", slot: true, deps: []string{"n2/x"}},
+				{id: "n2/z", slot: true, deps: []string{"n2/y"}},
 			}, diamond...),
 			b: map[string]behaviour{
 				"n1/b": {applyErr: fmt.Errorf("write sysctl: %w", errExit)},
@@ -89,9 +89,9 @@ func TestWalkOutcomes(t *testing.T) {
 		{
 			name: "independent failures each reported once",
 			nodes: []node{
-				{id: "n1/a", mut: true}, {id: "n2/a", mut: true}, {id: "n3/ok", mut: true},
-				{id: "n1/b", mut: true, deps: []string{"n1/a", "n2/a"}},
-				{id: "n1/c", mut: true, deps: []string{"n1/b"}},
+				{id: "n1/a", slot: true}, {id: "n2/a", slot: true}, {id: "n3/ok", slot: true},
+				{id: "n1/b", slot: true, deps: []string{"n1/a", "n2/a"}},
+				{id: "n1/c", slot: true, deps: []string{"n1/b"}},
 				{id: "cluster/cni", host: "-", deps: []string{"n1/c", "n3/ok"}},
 			},
 			b: map[string]behaviour{
@@ -118,7 +118,7 @@ func TestWalkOutcomes(t *testing.T) {
 		},
 		{
 			name:    "runner already wrapped the step",
-			nodes:   []node{{id: "n1/a", mut: true}},
+			nodes:   []node{{id: "n1/a", slot: true}},
 			b:       map[string]behaviour{"n1/a": {applyErr: &StepError{ID: "n1/a", Host: "n1", Err: errExit}}},
 			want:    map[string]Status{"n1/a": StatusFailed},
 			roots:   []string{"n1/a"},
@@ -127,7 +127,7 @@ func TestWalkOutcomes(t *testing.T) {
 		},
 		{
 			name:    "unknown action fails the step",
-			nodes:   []node{{id: "n1/a", mut: true}, {id: "n1/b", deps: []string{"n1/a"}}},
+			nodes:   []node{{id: "n1/a", slot: true}, {id: "n1/b", deps: []string{"n1/a"}}},
 			b:       map[string]behaviour{"n1/a": {action: "upgrade"}},
 			want:    map[string]Status{"n1/a": StatusFailed, "n1/b": StatusSkipped},
 			roots:   []string{"n1/a"},
@@ -137,7 +137,7 @@ func TestWalkOutcomes(t *testing.T) {
 		},
 		{
 			name:    "panic in apply is a failure",
-			nodes:   []node{{id: "n1/a", mut: true}, {id: "n1/b", deps: []string{"n1/a"}}, {id: "n2/c"}},
+			nodes:   []node{{id: "n1/a", slot: true}, {id: "n1/b", deps: []string{"n1/a"}}, {id: "n2/c"}},
 			b:       map[string]behaviour{"n1/a": {panicIn: "apply"}},
 			want:    map[string]Status{"n1/a": StatusFailed, "n1/b": StatusSkipped, "n2/c": StatusChanged},
 			roots:   []string{"n1/a"},
@@ -146,7 +146,7 @@ func TestWalkOutcomes(t *testing.T) {
 		},
 		{
 			name:    "panic in check is a failure",
-			nodes:   []node{{id: "n1/a", mut: true}},
+			nodes:   []node{{id: "n1/a", slot: true}},
 			b:       map[string]behaviour{"n1/a": {panicIn: "check"}},
 			want:    map[string]Status{"n1/a": StatusFailed},
 			roots:   []string{"n1/a"},
@@ -156,7 +156,7 @@ func TestWalkOutcomes(t *testing.T) {
 		},
 		{
 			name:    "dry run never applies",
-			nodes:   append([]node{{id: "n2/read"}, {id: "n2/none", mut: true, deps: []string{"n2/read"}}}, diamond...),
+			nodes:   append([]node{{id: "n2/read"}, {id: "n2/none", slot: true, deps: []string{"n2/read"}}}, diamond...),
 			b:       map[string]behaviour{"n2/read": {action: step.ActionRead}, "n2/none": {action: step.ActionNone}},
 			opt:     Options{DryRun: true},
 			want:    map[string]Status{"n1/a": StatusPlanned, "n1/b": StatusPlanned, "n1/c": StatusPlanned, "n1/d": StatusPlanned, "n2/read": StatusPlanned, "n2/none": StatusUnchanged},
@@ -324,7 +324,7 @@ func checkEvents(t *testing.T, res *Result, events []Event) {
 }
 
 func TestWalkErrorsAs(t *testing.T) {
-	g := graphOf(t, node{id: "node-2/hostprep/sysctl", mut: true})
+	g := graphOf(t, node{id: "node-2/hostprep/sysctl", slot: true})
 	fr := newFakeRunner(map[string]behaviour{
 		"node-2/hostprep/sysctl": {checkErr: fmt.Errorf("read sysctl: %w", host.ErrUnreachable)},
 	})
@@ -368,15 +368,15 @@ func TestWalkCancel(t *testing.T) {
 	// cancel and finishes; n3/quick completes before the cancel. Their
 	// dependents never start.
 	nodes := []node{
-		{id: "n3/quick", mut: true},
-		{id: "n1/block", mut: true},
-		{id: "n1/after", mut: true, deps: []string{"n1/block"}},
-		{id: "n1/later", mut: true, deps: []string{"n1/after"}},
-		{id: "n2/slow", mut: true},
-		{id: "n2/after", mut: true, deps: []string{"n2/slow"}},
-		{id: "n4/fails", mut: true},
+		{id: "n3/quick", slot: true},
+		{id: "n1/block", slot: true},
+		{id: "n1/after", slot: true, deps: []string{"n1/block"}},
+		{id: "n1/later", slot: true, deps: []string{"n1/after"}},
+		{id: "n2/slow", slot: true},
+		{id: "n2/after", slot: true, deps: []string{"n2/slow"}},
+		{id: "n4/fails", slot: true},
 		{id: "n4/after", deps: []string{"n4/fails"}},
-		{id: "n5/queued", mut: true, deps: []string{"n3/quick"}},
+		{id: "n5/queued", slot: true, deps: []string{"n3/quick"}},
 	}
 	blockStarted, slowStarted := make(chan struct{}), make(chan struct{})
 	fr := newFakeRunner(map[string]behaviour{
@@ -477,7 +477,7 @@ func TestConcurrencyLimit(t *testing.T) {
 			b := map[string]behaviour{}
 			for i := range 40 {
 				id := fmt.Sprintf("h%d/s", i) // one host each: only the global limit applies
-				nodes = append(nodes, node{id: id, mut: true})
+				nodes = append(nodes, node{id: id, slot: true})
 				b[id] = behaviour{delay: time.Millisecond}
 			}
 			fr := newFakeRunner(b)
@@ -506,10 +506,10 @@ func TestPerHostLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// On n1: eight independent mutating steps and two read-only
-			// probes. The probes and one mutating step wait on a barrier of
-			// three, so the walk only finishes if non-mutating steps overlap
-			// each other and a mutating step on the same host.
+			// On n1: eight independent slot-taking steps and two probes
+			// without a slot. The probes and one slot-taking step wait on a
+			// barrier of three, so the walk only finishes if slot-free steps
+			// overlap each other and a slot-taking step on the same host.
 			meet := newBarrier(3)
 			nodes := []node{{id: "n1/probe-a"}, {id: "n1/probe-b"}}
 			b := map[string]behaviour{
@@ -519,12 +519,12 @@ func TestPerHostLimit(t *testing.T) {
 			}
 			for i := range 8 {
 				id := fmt.Sprintf("n1/m%d", i)
-				nodes = append(nodes, node{id: id, mut: true})
+				nodes = append(nodes, node{id: id, slot: true})
 				if i > 0 {
 					b[id] = behaviour{delay: time.Millisecond}
 				}
 				other := fmt.Sprintf("n2/m%d", i)
-				nodes = append(nodes, node{id: other, mut: true})
+				nodes = append(nodes, node{id: other, slot: true})
 				b[other] = behaviour{delay: time.Millisecond}
 			}
 			fr := newFakeRunner(b)
@@ -533,8 +533,8 @@ func TestPerHostLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, h := range []string{"n1", "n2"} {
-				if fr.maxHostMut[h] > tt.want {
-					t.Errorf("host %s: %d mutating steps at once, limit %d", h, fr.maxHostMut[h], tt.want)
+				if fr.maxHostSlot[h] > tt.want {
+					t.Errorf("host %s: %d slot-taking steps at once, limit %d", h, fr.maxHostSlot[h], tt.want)
 				}
 			}
 		})
@@ -554,13 +554,13 @@ func TestCriticalPath(t *testing.T) {
 	})
 	fr.clock = clock
 	g := graphOf(t,
-		node{id: "n1/a", mut: true},
-		node{id: "n1/b", mut: true, deps: []string{"n1/a"}},
-		node{id: "n1/c", mut: true, deps: []string{"n1/a"}},
-		node{id: "n1/d", mut: true, deps: []string{"n1/b", "n1/c"}},
-		node{id: "n2/e", mut: true},
-		node{id: "n2/g", mut: true},
-		node{id: "n2/f", mut: true, deps: []string{"n2/g"}},
+		node{id: "n1/a", slot: true},
+		node{id: "n1/b", slot: true, deps: []string{"n1/a"}},
+		node{id: "n1/c", slot: true, deps: []string{"n1/a"}},
+		node{id: "n1/d", slot: true, deps: []string{"n1/b", "n1/c"}},
+		node{id: "n2/e", slot: true},
+		node{id: "n2/g", slot: true},
+		node{id: "n2/f", slot: true, deps: []string{"n2/g"}},
 	)
 	// Concurrency 1 runs steps one after another, so the shared fake clock
 	// measures each step's own advance exactly.
@@ -616,9 +616,9 @@ func TestEventSequence(t *testing.T) {
 	})
 	fr.clock = clock
 	g := graphOf(t,
-		node{id: "n1/a", mut: true},
-		node{id: "n1/b", mut: true, deps: []string{"n1/a"}},
-		node{id: "n1/c", mut: true, deps: []string{"n1/b"}},
+		node{id: "n1/a", slot: true},
+		node{id: "n1/b", slot: true, deps: []string{"n1/a"}},
+		node{id: "n1/c", slot: true, deps: []string{"n1/b"}},
 		node{id: "n2/r"},
 	)
 	rec := &recorder{t: t}
@@ -698,7 +698,7 @@ func (nopRunner) Check(context.Context, step.Step) (step.Change, error) {
 }
 func (nopRunner) Apply(context.Context, step.Step) error { return nil }
 
-// BenchmarkWalk10k walks 100 hosts x 100 chained mutating steps, with a
+// BenchmarkWalk10k walks 100 hosts x 100 chained slot-taking steps, with a
 // cluster-wide barrier every 25 levels that every host's next step waits on
 // (fan-in), as control-plane-ready gates do in real plans.
 func BenchmarkWalk10k(b *testing.B) {
@@ -707,7 +707,7 @@ func BenchmarkWalk10k(b *testing.B) {
 	barrier := ""
 	for lvl := range steps {
 		for h := range hosts {
-			n := node{id: fmt.Sprintf("node-%d/step-%02d", h, lvl), mut: true}
+			n := node{id: fmt.Sprintf("node-%d/step-%02d", h, lvl), slot: true}
 			if lvl > 0 {
 				n.deps = append(n.deps, fmt.Sprintf("node-%d/step-%02d", h, lvl-1))
 			}

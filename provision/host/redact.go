@@ -78,6 +78,32 @@ func (r *Redactor) Redact(s string) string {
 	return rep.Replace(s)
 }
 
+// Error returns err behind a *RedactedError, so its text never shows a
+// registered secret while errors.Is and errors.As still see the chain; nil
+// stays nil.
+func (r *Redactor) Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &RedactedError{r: r, err: err}
+}
+
+// RedactedError is an error whose text is redacted when read, so a secret
+// registered after it was made is hidden too. Unwrap gives the raw error
+// for errors.Is and errors.As: whoever prints an unwrapped error must
+// redact it again (Redact does).
+type RedactedError struct {
+	r   *Redactor
+	err error
+}
+
+func (e *RedactedError) Error() string { return e.r.Redact(e.err.Error()) }
+func (e *RedactedError) Unwrap() error { return e.err }
+
+// Redact hides the secrets of this error's Redactor in s: for text taken
+// from an error found inside it with errors.As.
+func (e *RedactedError) Redact(s string) string { return e.r.Redact(s) }
+
 // longest returns the length of the longest secret.
 func (r *Redactor) longest() int {
 	r.mu.RLock()

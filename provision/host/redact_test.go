@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -119,5 +120,48 @@ func TestExitErrorRedacted(t *testing.T) {
 	}
 	if !strings.Contains(ee.Stderr, "using ***") || !strings.Contains(ee.Command, "***") {
 		t.Errorf("redaction mark missing: %q", err)
+	}
+}
+
+// TestRedactorError: the redacted error hides the secret in its text, in
+// every fmt verb, yet errors.Is and errors.As still see what it wraps.
+func TestRedactorError(t *testing.T) {
+	r := host.NewRedactor()
+	r.Add("s3cr3t-token")
+	exit := &host.ExitError{Host: "cp1", Command: "kubeadm join --token s3cr3t-token", Code: 1}
+	cause := fmt.Errorf("join cp1 with token s3cr3t-token: %w", errors.Join(host.ErrUnreachable, exit))
+	err := fmt.Errorf("apply: %w", r.Error(cause))
+
+	if !errors.Is(err, host.ErrUnreachable) {
+		t.Error("errors.Is(err, host.ErrUnreachable) = false through the redacted error")
+	}
+	var got *host.ExitError
+	if !errors.As(err, &got) || got != exit {
+		t.Error("errors.As did not find the *host.ExitError through the redacted error")
+	}
+	var red *host.RedactedError
+	if !errors.As(err, &red) {
+		t.Fatal("errors.As did not find the *host.RedactedError")
+	}
+	for _, verb := range []string{"%v", "%+v", "%s", "%q", "%#v"} {
+		if s := fmt.Sprintf(verb, err); strings.Contains(s, "s3cr3t") {
+			t.Errorf("Sprintf(%s) shows the secret: %s", verb, s)
+		}
+	}
+	if want := "apply: join cp1 with token ***: host unreachable\n"; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Error() = %q, want prefix %q", err.Error(), want)
+	}
+	// A secret registered after the error was made is hidden too: the text
+	// is redacted when it is read.
+	r.Add("cp1 with")
+	if s := red.Error(); strings.Contains(s, "cp1 with") {
+		t.Errorf("Error() shows a secret registered later: %s", s)
+	}
+	if r.Error(nil) != nil {
+		t.Error("Error(nil) != nil")
+	}
+	var nilR *host.Redactor
+	if e := nilR.Error(cause); e == nil || !errors.Is(e, host.ErrUnreachable) {
+		t.Errorf("nil Redactor: Error(cause) = %v, want the cause's chain", e)
 	}
 }

@@ -83,13 +83,13 @@ func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
 	return b.g, nil
 }
 
-func (b *builder) add(hostName string, mutating bool, op step.Op, deps ...string) string {
+func (b *builder) add(hostName string, takesSlot bool, op step.Op, deps ...string) string {
 	id := hostName + "/" + op.Kind()
 	run := hostName
 	if hostName == ClusterScope {
 		run = b.first
 	}
-	if err := b.g.Add(id, step.Step{ID: id, Host: run, Mutating: mutating, Op: op}); err != nil {
+	if err := b.g.Add(id, step.Step{ID: id, Host: run, TakesHostSlot: takesSlot, Op: op}); err != nil {
 		panic(err) // IDs are built from unique host names and kinds
 	}
 	b.needs(id, deps...)
@@ -97,8 +97,8 @@ func (b *builder) add(hostName string, mutating bool, op step.Op, deps ...string
 }
 
 // addNamed adds a step whose kind repeats per host (manifests by name).
-func (b *builder) addNamed(id, run string, mutating bool, op step.Op, deps ...string) string {
-	if err := b.g.Add(id, step.Step{ID: id, Host: run, Mutating: mutating, Op: op}); err != nil {
+func (b *builder) addNamed(id, run string, takesSlot bool, op step.Op, deps ...string) string {
+	if err := b.g.Add(id, step.Step{ID: id, Host: run, TakesHostSlot: takesSlot, Op: op}); err != nil {
 		panic(err)
 	}
 	b.needs(id, deps...)

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-
-	"github.com/clusterctl/clusterctl/provision/dag"
 
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/state"
@@ -32,9 +29,6 @@ type Plan struct {
 	SpecPaths []string `json:"specPaths,omitempty"`
 	// FactsDigest per host: apply refuses a plan whose hosts changed since.
 	FactsDigest map[string]string `json:"factsDigest,omitempty"`
-	// Unavailable lists steps of a full build that this version cannot run
-	// yet; the plan stops before them.
-	Unavailable []string `json:"unavailable,omitempty"`
 	// Warnings are what a reviewer should read before the steps (hosts
 	// waiting for --remove-hosts, a record that could not be read),
 	// already redacted. The CLI also prints them to stderr as it finds them.
@@ -60,7 +54,7 @@ type PlannedStep struct {
 	Params any `json:"params"`
 }
 
-// Summary counts the actions; read-only steps are not changes.
+// Summary counts the actions; recurring steps (Read) are not changes.
 type Summary struct {
 	Add       int `json:"add"`
 	Change    int `json:"change"`
@@ -77,12 +71,12 @@ func (s Summary) Changes() int { return s.Add + s.Change + s.Remove }
 type CheckFunc func(ctx context.Context, s step.Step) (step.Change, error)
 
 // Offline treats every host as blank: each step would create what it
-// describes; read-only steps read.
+// describes; recurring steps read.
 func Offline(_ context.Context, s step.Step) (step.Change, error) {
 	if o, ok := s.Op.(step.OfflineChecker); ok {
 		return o.CheckOffline(), nil
 	}
-	if r, ok := s.Op.(step.Reader); ok && r.ReadOnly() {
+	if r, ok := s.Op.(step.Recurring); ok && r.RunsEveryApply() {
 		return step.Change{Action: step.ActionRead, Diff: describe(s.Op)}, nil
 	}
 	return step.Change{Action: step.ActionCreate, Diff: describe(s.Op)}, nil
@@ -146,41 +140,6 @@ func (s *Summary) count(a step.Action) {
 	default:
 		s.Unchanged++
 	}
-}
-
-// Runnable returns the part of g this version can apply: steps whose Op
-// implements step.Applier and whose ancestors all do. The rest is returned
-// by ID, sorted, so plans can say where they stop.
-func Runnable(g *Graph) (*Graph, []string, error) {
-	order, err := g.TopoOrder()
-	if err != nil {
-		return nil, nil, err
-	}
-	ok := map[string]bool{}
-	var dropped []string
-	out := dag.New[step.Step]()
-	for _, id := range order {
-		s, _ := g.Get(id)
-		_, can := s.Op.(step.Applier)
-		for _, d := range g.Deps(id) {
-			can = can && ok[d]
-		}
-		if !can {
-			dropped = append(dropped, id)
-			continue
-		}
-		ok[id] = true
-		if err := out.Add(id, s); err != nil {
-			return nil, nil, err
-		}
-		for _, d := range g.Deps(id) {
-			if err := out.Connect(d, id); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
-	sort.Strings(dropped)
-	return out, dropped, nil
 }
 
 // Load reads a plan file written by `plan -out`.

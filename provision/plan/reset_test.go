@@ -88,7 +88,7 @@ func TestResetGraph(t *testing.T) {
 	}
 	// Offline, as the ops themselves see it (plan.Offline assumes creation).
 	check := func(ctx context.Context, s step.Step) (step.Change, error) {
-		return s.Op.(step.Checker).Check(ctx, step.Target{})
+		return s.Op.Check(ctx, step.Target{})
 	}
 	p, err := plan.Make(context.Background(), ha, g, check, true)
 	if err != nil {

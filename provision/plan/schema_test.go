@@ -83,7 +83,6 @@ func onlinePlan(t *testing.T) *plan.Plan {
 	p.Offline = false
 	p.SpecPaths = []string{"/specs/ha"}
 	p.FactsDigest = map[string]string{"cp1": strings.Repeat("c", 64)}
-	p.Unavailable = []string{"cp1/kube/upgrade"}
 	p.Warnings = []string{"host old left the spec but the cluster's record of its last apply still lists it"}
 	p.Previous = &state.Record{Format: 1, Cluster: "prod-ha", SpecDigest: strings.Repeat("a", 64),
 		Git: &state.Git{Commit: strings.Repeat("1", 40), Dirty: true}, Clusterctl: "v0.1.0",

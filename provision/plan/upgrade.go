@@ -19,7 +19,7 @@ func controlPlaneUpgrades(b *builder) error {
 	for _, n := range b.c.Names() {
 		deps = append(deps, b.after(n, "kube")...)
 	}
-	// Not mutating for the per-host limit: it only adds its own file, and
+	// Takes no host slot: it only adds its own file, and
 	// a fresh build's cluster steps on the first host (CNI) need not wait.
 	prev := b.add(ClusterScope, false, kube.EtcdSnapshot{Cluster: cl, Node: b.first, Dir: kube.BackupDir}, deps...)
 	var ups []string

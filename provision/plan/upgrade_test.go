@@ -39,7 +39,7 @@ func TestUpgradeOrdering(t *testing.T) {
 	before("cp3/kube/upgrade", "cluster/addons/health")
 
 	s, _ := g.Get("cp1/kube/upgrade")
-	if op := s.Op.(kube.UpgradeNode); op.Role != kube.RoleFirstControlPlane || op.Via != "cp1" || op.DrainTimeout != "5m" || !s.Mutating {
+	if op := s.Op.(kube.UpgradeNode); op.Role != kube.RoleFirstControlPlane || op.Via != "cp1" || op.DrainTimeout != "5m" || !s.TakesHostSlot {
 		t.Errorf("cp1 upgrade: %+v", s)
 	}
 	for id, role := range map[string]string{"cp2/kube/upgrade": kube.RoleControlPlane, "w3/kube/upgrade": kube.RoleWorker} {

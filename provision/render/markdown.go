@@ -46,9 +46,6 @@ func Warnings(p *plan.Plan) []string {
 		out = append(out, "Offline plan: facts were not gathered, so every host is treated as blank.")
 	}
 	out = append(out, p.Warnings...)
-	if n := UnavailableNote(p); n != "" {
-		out = append(out, n)
-	}
 	return out
 }
 

@@ -69,7 +69,6 @@ func hostilePlan() *plan.Plan {
 		Cluster:       "c|</details>",
 		SpecDigest:    strings.Repeat("b", 64),
 		Warnings:      []string{"host evil|`x` left the spec: " + hostile},
-		Unavailable:   []string{"h1/kube/upgrade"},
 		Previous: &state.Record{
 			Cluster: "c", SpecDigest: strings.Repeat("a", 64),
 			Git:        &state.Git{Commit: "0123456789abcdef0123456789abcdef01234567</details>", Dirty: true},
@@ -179,8 +178,5 @@ func TestPlanMarkdownWarningsFirst(t *testing.T) {
 	w, s := strings.Index(out, "### Warnings"), strings.Index(out, "### Summary")
 	if w < 0 || s < 0 || w > s {
 		t.Errorf("warnings (at %d) do not come before the summary (at %d)", w, s)
-	}
-	if !strings.Contains(out, "- Not in this version: 1 steps of a full build (kube/upgrade)") {
-		t.Errorf("the unavailable steps are not among the warnings:\n%s", out)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/clusterctl/clusterctl/provision/plan"
@@ -98,22 +97,3 @@ func PlanJSON(w io.Writer, p *plan.Plan) error {
 	return enc.Encode(p)
 }
 
-// UnavailableNote says which steps of a full build this version cannot
-// run yet ("" when it can run them all).
-func UnavailableNote(p *plan.Plan) string {
-	if len(p.Unavailable) == 0 {
-		return ""
-	}
-	kinds := map[string]bool{}
-	var list []string
-	for _, id := range p.Unavailable {
-		k := id[strings.IndexByte(id, '/')+1:]
-		if !kinds[k] {
-			kinds[k] = true
-			list = append(list, k)
-		}
-	}
-	slices.Sort(list)
-	return fmt.Sprintf("Not in this version: %d steps of a full build (%s) are not implemented yet; apply stops before them.",
-		len(p.Unavailable), strings.Join(list, ", "))
-}

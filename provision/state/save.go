@@ -21,8 +21,10 @@ type Save struct {
 	Kubectl string `json:"kubectl"`
 }
 
-func (Save) Kind() string   { return "state/record" }
-func (Save) ReadOnly() bool { return true }
+var _ step.Recurring = Save{}
+
+func (Save) Kind() string         { return "state/record" }
+func (Save) RunsEveryApply() bool { return true }
 
 func (o Save) Describe() []step.DiffLine {
 	d := []step.DiffLine{{Key: Namespace + "/" + ConfigMapName, To: fmt.Sprintf("spec %.12s, %d hosts", o.Record.SpecDigest, len(o.Record.Hosts))}}

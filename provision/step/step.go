@@ -18,8 +18,8 @@ const (
 	ActionCreate Action = "create"
 	ActionUpdate Action = "update"
 	ActionDelete Action = "delete"
-	// ActionRead steps only observe (health checks, fetching a kubeconfig);
-	// they run on every apply and never count as changes.
+	// ActionRead steps run on every apply and never count as changes (see
+	// Recurring); some write, but nothing the spec converges.
 	ActionRead Action = "read"
 )
 
@@ -59,6 +59,10 @@ type Op interface {
 	// Kind is the step's family, e.g. "hostprep/sysctl"; with the host name
 	// it forms the step ID.
 	Kind() string
+	// Check says what Apply would change, from facts and cheap commands.
+	Check(ctx context.Context, t Target) (Change, error)
+	// Apply converges the host. It must be idempotent.
+	Apply(ctx context.Context, t Target) error
 }
 
 // Describer is an Op that can list the settings it converges to; the offline
@@ -67,10 +71,12 @@ type Describer interface {
 	Describe() []DiffLine
 }
 
-// Reader is an Op that only observes (health, kubeconfig): it runs on every
-// apply and is never counted as a change.
-type Reader interface {
-	ReadOnly() bool
+// Recurring is an Op that runs on every apply and is never counted as a
+// change, though it may write outside the hosts' converged state (the
+// health check, the operator's kubeconfig, the state record). Its action
+// is ActionRead, offline too.
+type Recurring interface {
+	RunsEveryApply() bool
 }
 
 // OfflineChecker is an Op that acts only on hosts already in some state (an
@@ -106,16 +112,6 @@ type FactsNeeder interface {
 	Needs() facts.Request
 }
 
-// Checker is an Op that can say what it would change.
-type Checker interface {
-	Check(ctx context.Context, t Target) (Change, error)
-}
-
-// Applier is an Op that can converge its host. Apply must be idempotent.
-type Applier interface {
-	Apply(ctx context.Context, t Target) error
-}
-
 // Step is one node of the plan's graph.
 type Step struct {
 	// ID is stable and readable: "node-1/hostprep/sysctl", or "cluster/cni"
@@ -123,8 +119,9 @@ type Step struct {
 	ID string
 	// Host is the host the step runs on ("" for none).
 	Host string
-	// Mutating steps change their host; the walker runs at most one mutating
-	// step per host at a time by default.
-	Mutating bool
-	Op       Op
+	// TakesHostSlot steps must not overlap other such steps on their host
+	// (package installs, kubeadm runs): the walker runs at most
+	// Options.PerHost of them per host at a time, one by default.
+	TakesHostSlot bool
+	Op            Op
 }

@@ -62,8 +62,10 @@ type Health struct {
 	Admin   kube.Admin `json:"-"` // as CNI's
 }
 
-func (Health) Kind() string   { return "addons/health" }
-func (Health) ReadOnly() bool { return true }
+var _ step.Recurring = Health{}
+
+func (Health) Kind() string         { return "addons/health" }
+func (Health) RunsEveryApply() bool { return true }
 func (o Health) Describe() []step.DiffLine {
 	d := []step.DiffLine{{Key: "nodes Ready", To: strconv.Itoa(len(o.Nodes)) + " at " + o.Version}}
 	for _, p := range o.Probes {

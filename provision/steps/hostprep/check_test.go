@@ -143,7 +143,7 @@ func TestCheckDecisions(t *testing.T) {
 			for p, c := range tc.file {
 				h.SetFile(p, []byte(c), 0o644)
 			}
-			ch, err := tc.op.(step.Checker).Check(context.Background(), step.Target{Host: h, Facts: f})
+			ch, err := tc.op.Check(context.Background(), step.Target{Host: h, Facts: f})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)

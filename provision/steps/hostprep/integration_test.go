@@ -184,7 +184,7 @@ func checkAll(t *testing.T, n *node, f *facts.Facts, b *bundle.Bundle) map[strin
 	t.Helper()
 	changed := map[string]step.Change{}
 	for _, op := range n.ops {
-		ch, err := op.(step.Checker).Check(context.Background(), n.target(f, b))
+		ch, err := op.Check(context.Background(), n.target(f, b))
 		if err != nil {
 			t.Errorf("%s: check %s: %v", n.name, op.Kind(), err)
 			continue
@@ -206,7 +206,7 @@ func applyAll(t *testing.T, n *node, f *facts.Facts, b *bundle.Bundle, only map[
 			}
 		}
 		ts := time.Now()
-		if err := op.(step.Applier).Apply(context.Background(), n.target(f, b)); err != nil {
+		if err := op.Apply(context.Background(), n.target(f, b)); err != nil {
 			t.Fatalf("%s: apply %s: %v", n.name, op.Kind(), err)
 		}
 		t.Logf("%s: apply %s: %v", n.name, op.Kind(), time.Since(ts).Round(time.Millisecond))
@@ -385,7 +385,7 @@ func TestIntegrationHostPrep(t *testing.T) {
 		}
 		// Notes the plan shows for what cannot run here.
 		for _, op := range n.ops {
-			ch, _ := op.(step.Checker).Check(ctx, n.target(f, b))
+			ch, _ := op.Check(ctx, n.target(f, b))
 			if ch.Note != "" {
 				t.Logf("%s: %s: note: %s", n.name, op.Kind(), ch.Note)
 			}

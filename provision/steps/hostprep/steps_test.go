@@ -133,7 +133,7 @@ func TestCheckGolden(t *testing.T) {
 			}
 			var out strings.Builder
 			for _, op := range nodeOps("172.31.4", "node-1", tc.source) {
-				ch, err := op.(step.Checker).Check(context.Background(), step.Target{Host: h, Facts: f, Bundle: b})
+				ch, err := op.Check(context.Background(), step.Target{Host: h, Facts: f, Bundle: b})
 				out.WriteString(steptest.Report(op, ch, err))
 			}
 			hosttest.AssertGolden(t, filepath.Join("testdata", "check-"+tc.fixture+"-"+tc.source+".golden"), out.String())
@@ -159,7 +159,7 @@ func TestApplyTranscripts(t *testing.T) {
 				if tc.source == "bundle" {
 					b = testBundle(t, tc.os)
 				}
-				err := op.(step.Applier).Apply(context.Background(), step.Target{Host: h, Facts: f, Bundle: b})
+				err := op.Apply(context.Background(), step.Target{Host: h, Facts: f, Bundle: b})
 				got := h.Transcript()
 				if err != nil {
 					got += "error: " + err.Error() + "\n"
@@ -175,7 +175,7 @@ func TestApplyTranscripts(t *testing.T) {
 func TestCheckOffline(t *testing.T) {
 	for _, op := range nodeOps("172.31.4", "node-1", "bundle") {
 		h := hosttest.NewFake(t, "node-1") // strict: offline Check sends nothing
-		ch, err := op.(step.Checker).Check(context.Background(), step.Target{Host: h})
+		ch, err := op.Check(context.Background(), step.Target{Host: h})
 		if err != nil {
 			t.Errorf("%s: %v", op.Kind(), err)
 			continue

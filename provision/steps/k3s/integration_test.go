@@ -107,11 +107,7 @@ func TestK3sOnTestHosts(t *testing.T) {
 		}
 		return step.Target{Host: hosts[name], Facts: f, Bundle: b, Redactor: red, Peers: hosts}
 	}
-	converge := func(name string, op interface {
-		step.Op
-		step.Checker
-		step.Applier
-	}, needs facts.Request, want step.Action) step.Change {
+	converge := func(name string, op step.Op, needs facts.Request, want step.Action) step.Change {
 		t.Helper()
 		ch, err := op.Check(ctx, target(name, needs))
 		if err != nil || ch.Action != want {

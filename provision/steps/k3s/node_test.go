@@ -12,15 +12,9 @@ import (
 	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
-type nodeOp interface {
-	step.Op
-	step.Checker
-	step.Applier
-}
-
 // converge checks op on host name (the check must say want), applies it
 // and returns the check report and the host's transcript of both.
-func converge(t *testing.T, c *fakeCluster, name string, op nodeOp, want step.Action) (report, transcript string) {
+func converge(t *testing.T, c *fakeCluster, name string, op step.Op, want step.Action) (report, transcript string) {
 	t.Helper()
 	ctx := context.Background()
 	h := c.hosts[name]
@@ -37,7 +31,7 @@ func converge(t *testing.T, c *fakeCluster, name string, op nodeOp, want step.Ac
 }
 
 // recheck is the check of a converged node: it must be no change.
-func recheck(t *testing.T, c *fakeCluster, name string, op nodeOp) {
+func recheck(t *testing.T, c *fakeCluster, name string, op step.Op) {
 	t.Helper()
 	ch, err := op.Check(context.Background(), c.target(name, true))
 	if err != nil || ch.Action != step.ActionNone {

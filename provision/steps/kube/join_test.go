@@ -41,11 +41,7 @@ func firstCP(t *testing.T, red *host.Redactor, ca []byte, nodes string) *hosttes
 func TestJoinFresh(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		op   interface {
-			step.Checker
-			step.Applier
-			step.Op
-		}
+		op   step.Op
 		host string
 	}{
 		{name: "worker", op: joinWorker, host: "h2"},

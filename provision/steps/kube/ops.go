@@ -173,8 +173,10 @@ type Kubeconfig struct {
 	Source string `json:"source,omitempty"`
 }
 
-func (Kubeconfig) Kind() string   { return "kube/kubeconfig" }
-func (Kubeconfig) ReadOnly() bool { return true }
+var _ step.Recurring = Kubeconfig{}
+
+func (Kubeconfig) Kind() string         { return "kube/kubeconfig" }
+func (Kubeconfig) RunsEveryApply() bool { return true }
 func (o Kubeconfig) Describe() []step.DiffLine {
 	return []step.DiffLine{{Key: "context", To: o.Cluster + " -> https://" + o.Endpoint}}
 }

@@ -409,7 +409,7 @@ func TestUpgradeDrainFails(t *testing.T) {
 func TestUpgradeOffline(t *testing.T) {
 	for _, op := range []interface {
 		step.OfflineChecker
-		step.Checker
+		step.Op
 	}{upgradeOp("h2", kube.RoleWorker), kube.EtcdSnapshot{Cluster: cluster, Node: "h1", Dir: kube.BackupDir}} {
 		if ch := op.CheckOffline(); ch.Action != step.ActionNone {
 			t.Errorf("%T offline: %s", op, ch.Action)
