@@ -110,7 +110,7 @@ func Make(ctx context.Context, c *spec.Cluster, g *Graph, check CheckFunc, offli
 			Action: ch.Action, Diff: ch.Diff, Note: ch.Note,
 			DependsOn: g.Deps(id), Params: s.Op,
 		})
-		p.Summary.count(ch.Action)
+		p.Summary.Count(ch.Action)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -127,7 +127,8 @@ type CheckError struct {
 func (e *CheckError) Error() string { return fmt.Sprintf("%s (host %s): %v", e.ID, e.Host, e.Err) }
 func (e *CheckError) Unwrap() error { return e.Err }
 
-func (s *Summary) count(a step.Action) {
+// Count adds one step with action a.
+func (s *Summary) Count(a step.Action) {
 	switch a {
 	case step.ActionCreate:
 		s.Add++

@@ -92,27 +92,12 @@ func groupByScope(steps []plan.PlannedStep) []*scope {
 			}
 		}
 		sc.steps = append(sc.steps, s)
-		countAction(&sc.summary, s.Action)
+		sc.summary.Count(s.Action)
 	}
 	if cluster != nil {
 		out = append(out, cluster)
 	}
 	return out
-}
-
-func countAction(s *plan.Summary, a step.Action) {
-	switch a {
-	case step.ActionCreate:
-		s.Add++
-	case step.ActionUpdate:
-		s.Change++
-	case step.ActionDelete:
-		s.Remove++
-	case step.ActionRead:
-		s.Read++
-	default:
-		s.Unchanged++
-	}
 }
 
 func writeSummaryTable(w io.Writer, p *plan.Plan, scopes []*scope) {
