@@ -14,6 +14,7 @@ import (
 type cueWriter struct {
 	b     strings.Builder
 	depth int
+	opens [][2]int // per open block: text length before and after its opening line
 }
 
 func (w *cueWriter) line(format string, args ...any) {
@@ -23,12 +24,23 @@ func (w *cueWriter) line(format string, args ...any) {
 }
 
 func (w *cueWriter) open(key string) {
+	before := w.b.Len()
 	w.line("%s: {", key)
+	w.opens = append(w.opens, [2]int{before, w.b.Len()})
 	w.depth++
 }
 
+// close ends the block, or takes it back out when nothing was written in it.
 func (w *cueWriter) close() {
 	w.depth--
+	o := w.opens[len(w.opens)-1]
+	w.opens = w.opens[:len(w.opens)-1]
+	if w.b.Len() == o[1] {
+		s := w.b.String()[:o[0]]
+		w.b.Reset()
+		w.b.WriteString(s)
+		return
+	}
 	w.line("}")
 }
 
