@@ -168,12 +168,14 @@ func (c *converter) str(name string) (string, bool) {
 	return s, true
 }
 
-// strOrDefault is str falling back to kubespray's default.
+// strOrDefault is str falling back to kubespray's default when unset; a
+// value that is set but unusable (a template) is "", already reported.
 func (c *converter) strOrDefault(name string) (value string, set bool) {
-	if s, ok := c.str(name); ok {
-		return s, true
+	if v, ok := c.vars[name]; !ok || v == nil {
+		return kubesprayDefaults[name], false
 	}
-	return kubesprayDefaults[name], false
+	s, _ := c.str(name)
+	return s, true
 }
 
 func scalar(v any) (string, bool) {
@@ -263,6 +265,9 @@ func (c *converter) clusterDomain(w *cueWriter) {
 		domain, set = c.strOrDefault("cluster_name")
 		from = source(set, "cluster_name")
 	}
+	if domain == "" {
+		return // reported
+	}
 	if !matches("#DNSName", domain) {
 		c.report(name, "%q is not a DNS name the spec accepts for kubernetes.clusterDomain", domain)
 		return
@@ -321,6 +326,9 @@ func (c *converter) network(w *cueWriter) {
 	w.open("network")
 	for _, n := range []struct{ field, v string }{{"podCIDR", "kube_pods_subnet"}, {"serviceCIDR", "kube_service_addresses"}} {
 		s, set := c.strOrDefault(n.v)
+		if s == "" {
+			continue // reported: the spec keeps clusterctl's default
+		}
 		if p, err := netip.ParsePrefix(s); err != nil || p.Masked() != p || !matches("#CIDR", s) {
 			c.report(n.v, "%q is not a CIDR the spec accepts (e.g. 10.233.64.0/18); the spec keeps clusterctl's default", s)
 			continue
@@ -331,6 +339,7 @@ func (c *converter) network(w *cueWriter) {
 	switch mode {
 	case "iptables", "ipvs":
 		w.field("kubeProxyMode", cueString(mode), source(set, "kube_proxy_mode"))
+	case "": // reported
 	default:
 		c.report("kube_proxy_mode", "%q: clusterctl runs kube-proxy in iptables or ipvs mode; the spec keeps iptables", mode)
 	}
@@ -340,6 +349,8 @@ func (c *converter) network(w *cueWriter) {
 		w.field("cni", cueString("flannel"), source(set, "kube_network_plugin"))
 	case "cni":
 		w.field("cni", cueString("none"), "kube_network_plugin cni: a CNI of your own")
+	case "": // reported; "none" leaves whatever runs alone
+		w.field("cni", cueString("none"), "kube_network_plugin unusable")
 	default:
 		c.report("kube_network_plugin", "%q (%s): clusterctl installs flannel only; the spec says cni \"none\", which leaves the running CNI alone", plugin, source(set, "kube_network_plugin"))
 		w.field("cni", cueString("none"), "kube_network_plugin: a CNI clusterctl does not install")
@@ -348,7 +359,7 @@ func (c *converter) network(w *cueWriter) {
 }
 
 func (c *converter) runtime(w *cueWriter) {
-	if m, set := c.strOrDefault("container_manager"); m != "containerd" {
+	if m, set := c.strOrDefault("container_manager"); m != "containerd" && m != "" {
 		c.report("container_manager", "%q (%s): clusterctl runs containerd only", m, source(set, "container_manager"))
 	}
 	w.open("runtime")

@@ -12,7 +12,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// importDir converts one inventory file with the group_vars beside it.
+// importFile converts one inventory file with the group_vars beside it.
 func importFile(t *testing.T, inventory string) *Result {
 	t.Helper()
 	inv, err := ReadInventory(inventory)

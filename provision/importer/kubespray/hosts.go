@@ -83,7 +83,7 @@ func (c *converter) etcd(cps []string) {
 			c.report("group etcd", "control plane %s is not in etcd: clusterctl runs an etcd member on every control plane", cp)
 		}
 	}
-	if t, set := c.strOrDefault("etcd_deployment_type"); t != "kubeadm" {
+	if t, set := c.strOrDefault("etcd_deployment_type"); t != "kubeadm" && t != "" {
 		c.report("etcd_deployment_type", "%q (%s): kubespray runs etcd outside kubeadm; clusterctl runs it stacked on the control planes as kubeadm static pods", t, source(set, "etcd_deployment_type"))
 	}
 }
