@@ -169,6 +169,7 @@ the plan has changes.`,
 		newResetCommand(d),
 		newBackupCommand(d),
 		newRestoreCommand(d),
+		newImportCommand(d),
 		newVersionCommand(d),
 	)
 	return root
