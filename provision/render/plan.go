@@ -96,4 +96,3 @@ func PlanJSON(w io.Writer, p *plan.Plan) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
 }
-
