@@ -74,6 +74,9 @@ func hostFor(c *spec.Cluster, name string, f *fleet) (host.Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.conns == nil {
+		f.conns = map[string]resolvedConn{}
+	}
 	f.conns[name] = resolvedConn{cfg: cfg, origins: origins}
 	h := f.pool.Host(cfg)
 	if !sudo {

@@ -230,7 +230,7 @@ func (o *OpenSSHConfig) resolveOne(cfg, fallback Config, aliases []string) (Conf
 			// Several files may be listed; the first is the one written to.
 			f := expandPath(strings.Fields(v)[0], cfg)
 			if f == os.DevNull {
-				return fmt.Errorf("a known_hosts file that forgets every key: %w", ErrInsecureSSHConfig)
+				return fmt.Errorf("%w (a known_hosts file that forgets every key); write ssh.knownHostsFile in the spec to override it", ErrInsecureSSHConfig)
 			}
 			cfg.KnownHostsFile = f
 			return nil
@@ -267,7 +267,7 @@ func hostKeyPolicyOf(v string) (string, error) {
 	case "accept-new":
 		return HostKeyAcceptNew, nil
 	case "no", "off":
-		return "", fmt.Errorf("set ssh.hostKeyPolicy in the spec (strict or accept-new) to override it: %w", ErrInsecureSSHConfig)
+		return "", fmt.Errorf("%w; write ssh.hostKeyPolicy (strict or accept-new) in the spec to override it", ErrInsecureSSHConfig)
 	default:
 		return "", errors.New("want yes, ask, accept-new (no and off are refused)")
 	}
