@@ -3,6 +3,9 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/plan"
 	"github.com/clusterctl/clusterctl/provision/spec"
 	"github.com/clusterctl/clusterctl/provision/step"
+	"github.com/clusterctl/clusterctl/provision/transport/ssh"
 )
 
 func newFactsCommand(d *deps) *cobra.Command {
@@ -23,7 +27,9 @@ func newFactsCommand(d *deps) *cobra.Command {
 		Long: `Facts connects to every host of the spec (one SSH round trip each, in
 parallel) and shows what it found: OS, kernel, init system, cgroup version,
 swap, SELinux, the sysctls, modules and packages the plan cares about,
-firewall, time sync, container runtime and Kubernetes versions, free disk.`,
+firewall, time sync, container runtime and Kubernetes versions, free disk.
+With -o json each host also lists its SSH settings and where each came from:
+"spec", "default" or "ssh_config FILE:LINE" (spec field ssh.config).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, err := d.output()
 			if err != nil {
@@ -51,9 +57,10 @@ firewall, time sync, container runtime and Kubernetes versions, free disk.`,
 			if out == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(all)
+				return enc.Encode(withConnections(all, f.conns))
 			}
 			printFactsTable(cmd, c, all)
+			printSSHConfigOrigins(cmd.OutOrStdout(), c.Names(), f.conns)
 			fmt.Fprintf(cmd.ErrOrStderr(), "facts from %d hosts in %.2fs\n", len(all), time.Since(start).Seconds())
 			return nil
 		},
@@ -94,6 +101,71 @@ func printFactsTable(cmd *cobra.Command, c *spec.Cluster, all map[string]*facts.
 			orNone(f.Containerd), orNone(f.Kubelet), mb(f.DiskFreeMB["/var"]))
 	}
 	w.Flush()
+}
+
+// hostFacts is a host's facts and how clusterctl reaches it.
+type hostFacts struct {
+	*facts.Facts
+	// Connection is each SSH setting's value and where it came from:
+	// "spec", "default" or "ssh_config FILE:LINE".
+	Connection map[string]connSetting `json:"connection"`
+}
+
+type connSetting struct {
+	Value  string `json:"value"`
+	Origin string `json:"origin"`
+}
+
+func withConnections(all map[string]*facts.Facts, conns map[string]resolvedConn) map[string]hostFacts {
+	out := make(map[string]hostFacts, len(all))
+	for name, f := range all {
+		out[name] = hostFacts{Facts: f, Connection: connectionSettings(conns[name])}
+	}
+	return out
+}
+
+// connectionSettings lists the settings a user may want to trace.
+func connectionSettings(rc resolvedConn) map[string]connSetting {
+	cfg := rc.cfg
+	keys := "default keys and agent"
+	if len(cfg.IdentityFiles) > 0 {
+		keys = strings.Join(cfg.IdentityFiles, ", ")
+	}
+	var route []string
+	for b := cfg.Bastion; b != nil; b = b.Bastion {
+		route = append([]string{fmt.Sprintf("%s@%s:%d", b.User, b.Address, b.Port)}, route...)
+	}
+	jump := "none"
+	if len(route) > 0 {
+		jump = strings.Join(route, ",")
+	}
+	values := map[string]string{
+		ssh.SettingHostName: cfg.Address, ssh.SettingUser: cfg.User, ssh.SettingPort: fmt.Sprint(cfg.Port),
+		ssh.SettingIdentityFile: keys, ssh.SettingKnownHostsFile: cfg.KnownHostsFile,
+		ssh.SettingHostKeyPolicy: cfg.HostKeyPolicy, ssh.SettingProxyJump: jump,
+	}
+	out := make(map[string]connSetting, len(values))
+	for k, v := range values {
+		out[k] = connSetting{Value: v, Origin: rc.origins[k]}
+	}
+	return out
+}
+
+// printSSHConfigOrigins notes under the table the settings an ssh_config
+// file supplied, one line per host that has any.
+func printSSHConfigOrigins(w io.Writer, names []string, conns map[string]resolvedConn) {
+	for _, name := range names {
+		settings := connectionSettings(conns[name])
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(settings)) {
+			if s := settings[k]; strings.HasPrefix(s.Origin, "ssh_config ") {
+				parts = append(parts, fmt.Sprintf("%s %s (%s)", k, s.Value, strings.TrimPrefix(s.Origin, "ssh_config ")))
+			}
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "%s: from ssh_config: %s\n", name, strings.Join(parts, "; "))
+		}
+	}
 }
 
 func serviceState(name string, active bool) string {

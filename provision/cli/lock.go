@@ -123,10 +123,16 @@ func connectRemoved(ctx context.Context, c *spec.Cluster, f *fleet, removed []st
 	shadow := *c
 	shadow.Hosts = maps.Clone(c.Hosts)
 	shadow.SSH.HostKeyPolicy = ssh.HostKeyStrict
+	// Written, so that an ssh_config StrictHostKeyChecking cannot relax it.
+	shadow.SSHWritten = maps.Clone(c.SSHWritten)
+	if shadow.SSHWritten == nil {
+		shadow.SSHWritten = map[string]bool{}
+	}
+	shadow.SSHWritten["hostKeyPolicy"] = true
 	gone := map[string]bool{}
 	for _, r := range removed {
 		shadow.Hosts[r.Name] = spec.Host{Address: r.Address, Roles: r.Roles, SSH: &spec.HostSSH{User: r.User, Port: r.Port}}
-		h, err := hostFor(&shadow, r.Name, f.pool, f.redactor)
+		h, err := hostFor(&shadow, r.Name, f)
 		if err == nil {
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err = h.Run(pctx, host.Cmd{Line: "true"})

@@ -62,6 +62,7 @@ func Load(paths []string, opt LoadOptions) (*Cluster, error) {
 		return nil, append(stray, errs...).sorted()
 	}
 	c.Dir = dir
+	c.SSHWritten = l.sshWritten(v)
 	if errs := append(stray, check(c, l.positioner(v))...); len(errs) > 0 {
 		return nil, errs.sorted()
 	}
@@ -277,6 +278,19 @@ func (l *loader) decode(v cue.Value) (*Cluster, Errors) {
 	c.Digest = hex.EncodeToString(sum[:])
 	c.HostOrder = hostOrder(cv)
 	return &c, nil
+}
+
+// sshWritten finds the ssh fields with schema defaults that the user's
+// files wrote: a defaulted value must not hide an ssh_config setting.
+func (l *loader) sshWritten(v cue.Value) map[string]bool {
+	pos := l.positioner(v)
+	out := map[string]bool{}
+	for _, f := range []string{"user", "port", "knownHostsFile", "hostKeyPolicy"} {
+		if p := pos("ssh", f); p != "" && !strings.HasPrefix(p, schema.Filename) {
+			out[f] = true
+		}
+	}
+	return out
 }
 
 // hostOrder keeps the order hosts were written in: the first control plane

@@ -90,3 +90,47 @@ func TestLoadStrayYAMLField(t *testing.T) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
+
+// Only ssh fields the user's files wrote count as written: a schema
+// default must not hide an ssh_config value.
+func TestSSHWritten(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, body string
+		want             map[string]bool
+	}{
+		{"cue defaults", "c.cue", `package clusterctl
+cluster: {name: "x", kubernetes: version: "1.34.10", hosts: a: {address: "10.0.0.1", roles: ["control-plane"]}, ssh: config: "~/.ssh/config"}
+`, map[string]bool{}},
+		{"cue written", "c.cue", `package clusterctl
+cluster: {name: "x", kubernetes: version: "1.34.10", hosts: a: {address: "10.0.0.1", roles: ["control-plane"]}, ssh: {user: "root", hostKeyPolicy: "strict"}}
+`, map[string]bool{"user": true, "hostKeyPolicy": true}},
+		{"yaml written", "c.yaml", `cluster:
+  name: x
+  kubernetes: {version: "1.34.10"}
+  hosts: {a: {address: "10.0.0.1", roles: [control-plane]}}
+  ssh: {port: 22, knownHostsFile: kh}
+`, map[string]bool{"port": true, "knownHostsFile": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, tc.file), []byte(tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load([]string{dir}, LoadOptions{WorkDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.SSHWritten) != len(tc.want) {
+				t.Errorf("SSHWritten = %v, want %v", c.SSHWritten, tc.want)
+			}
+			for k := range tc.want {
+				if !c.SSHWritten[k] {
+					t.Errorf("SSHWritten = %v, want %v", c.SSHWritten, tc.want)
+				}
+			}
+			if w := c.SSHFor("a").Written; w["user"] != tc.want["user"] || w["identityFile"] || w["bastion"] {
+				t.Errorf("SSHFor written = %v", w)
+			}
+		})
+	}
+}

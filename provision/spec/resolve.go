@@ -102,6 +102,13 @@ type HostSSHConfig struct {
 	// SudoPasswordEnv names the variable with the sudo password ("" = none).
 	SudoPasswordEnv string
 	ConnectTimeout  string
+	// ConfigFile is the OpenSSH client config to honour ("" = none).
+	ConfigFile string
+	// Written names the settings the spec wrote for this host (user,
+	// port, identityFile, knownHostsFile, hostKeyPolicy, bastion), as
+	// opposed to schema defaults: those win over ConfigFile. "sudo" means
+	// sudo.enabled was written; otherwise Sudo follows the final user.
+	Written map[string]bool
 }
 
 // SSHFor merges the host's overrides over the cluster's ssh defaults.
@@ -117,6 +124,11 @@ func (c *Cluster) SSHFor(name string) HostSSHConfig {
 		HostKeyPolicy:  s.HostKeyPolicy,
 		Bastion:        s.Bastion,
 		ConnectTimeout: s.ConnectTimeout,
+		ConfigFile:     s.Config,
+		Written:        map[string]bool{},
+	}
+	for f, ok := range c.SSHWritten {
+		out.Written[f] = ok
 	}
 	sudo := s.Sudo
 	if o := c.Hosts[name].SSH; o != nil {
@@ -147,7 +159,14 @@ func (c *Cluster) SSHFor(name string) HostSSHConfig {
 	out.Sudo = out.User != "root"
 	if sudo.Enabled != nil {
 		out.Sudo = *sudo.Enabled
+		out.Written["sudo"] = true
 	}
 	out.SudoPasswordEnv = sudo.PasswordEnv
+	if o := c.Hosts[name].SSH; o != nil {
+		out.Written["user"] = out.Written["user"] || o.User != ""
+		out.Written["port"] = out.Written["port"] || o.Port != 0
+	}
+	out.Written["identityFile"] = out.IdentityFile != ""
+	out.Written["bastion"] = out.Bastion != nil
 	return out
 }

@@ -27,6 +27,10 @@ type Cluster struct {
 	Digest string `json:"-"`
 	// HostOrder lists host names in the order the spec wrote them.
 	HostOrder []string `json:"-"`
+	// SSHWritten names the cluster-level ssh fields with a schema default
+	// that the spec wrote itself (user, port, knownHostsFile,
+	// hostKeyPolicy): only those win over an ssh_config file.
+	SSHWritten map[string]bool `json:"-"`
 }
 
 type Kubernetes struct {
@@ -77,6 +81,8 @@ type SSH struct {
 	Bastion        *Bastion `json:"bastion,omitempty"`
 	Sudo           Sudo     `json:"sudo"`
 	ConnectTimeout string   `json:"connectTimeout"`
+	// Config is an OpenSSH client config file to honour ("" = none).
+	Config string `json:"config,omitempty"`
 }
 
 type Bastion struct {

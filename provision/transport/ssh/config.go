@@ -1,5 +1,6 @@
 // Package ssh is the host.Host transport over SSH: dial (with retries, a
-// bastion, agent and key-file auth, known_hosts verification), keepalive, and
+// bastion or a chain of jump hosts, agent and key-file auth, known_hosts
+// verification, an optional ssh_config file), keepalive, and
 // one connection per host shared by many sessions and one SFTP client.
 package ssh
 
@@ -54,7 +55,8 @@ type Config struct {
 	KnownHostsFile string
 	// HostKeyPolicy is HostKeyStrict ("" too) or HostKeyAcceptNew.
 	HostKeyPolicy string
-	// Bastion, when set, is the jump host the connection goes through.
+	// Bastion, when set, is the jump host the connection goes through; its
+	// own Bastion makes a chain (ProxyJump a,b), each hop host-key checked.
 	Bastion *Config
 	// DialTimeout bounds TCP connect plus SSH handshake of one attempt
 	// (default 10s).

@@ -112,6 +112,10 @@ func (d *dialer) dialOnce(ctx context.Context, cfg Config, auth *authSet, bastio
 			if bastion.deadErr() != nil {
 				return nil, fail(host.ErrUnreachable, false, "bastion %s: %v", bastion.cfg.describe(), bastion.deadErr())
 			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				// The bastion's sshd is still trying: the target drops its packets.
+				return nil, fail(host.ErrUnreachable, false, "through bastion %s: no connection within %v", bastion.cfg.describe(), cfg.DialTimeout)
+			}
 			return nil, fail(host.ErrUnreachable, strings.Contains(err.Error(), "refused"), "through bastion %s: %v", bastion.cfg.describe(), err)
 		}
 	} else {
