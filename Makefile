@@ -32,7 +32,7 @@ integration:
 
 # End-to-end tier: clusterctl against test hosts with real Kubernetes.
 e2e:
-	$(GO) test -tags e2e -count=1 -p 1 -parallel 3 -timeout 75m -v ./e2e/...
+	$(GO) test -tags e2e -count=1 -p 1 -parallel 2 -timeout 80m -v ./e2e/...
 
 check: deps
 	$(MAKE) test
