@@ -214,15 +214,23 @@ func (c *converter) kubernetes(w *cueWriter, controlPlanes int) {
 	w.field("distribution", cueString("kubeadm"), "kubespray deploys with kubeadm")
 	c.clusterDomain(w)
 	c.endpoint(w, controlPlanes)
-	if s, ok := c.str("kube_image_repo"); ok {
-		if matches("#ImageRef", s) {
-			w.field("imageRepository", cueString(s), "kube_image_repo")
-		} else {
-			c.report("kube_image_repo", "%q is not an image reference the spec accepts", s)
-		}
-	}
+	c.checked(w, "kube_image_repo", "imageRepository", "#ImageRef", "an image reference")
 	c.sans(w)
 	w.close()
+}
+
+// checked maps the variable v onto field when the schema's definition def
+// accepts its value, and reports it as unmapped otherwise.
+func (c *converter) checked(w *cueWriter, v, field, def, what string) {
+	s, ok := c.str(v)
+	if !ok {
+		return
+	}
+	if !matches(def, s) {
+		c.report(v, "%q is not %s the spec accepts", s, what)
+		return
+	}
+	w.field(field, cueString(s), v)
 }
 
 func (c *converter) version() (string, string) {
@@ -363,13 +371,7 @@ func (c *converter) runtime(w *cueWriter) {
 		c.report("container_manager", "%q (%s): clusterctl runs containerd only", m, source(set, "container_manager"))
 	}
 	w.open("runtime")
-	if v, ok := c.str("containerd_version"); ok {
-		if matches("#Version", v) {
-			w.field("version", cueString(v), "containerd_version")
-		} else {
-			c.report("containerd_version", "%q is not a version the spec accepts", v)
-		}
-	}
+	c.checked(w, "containerd_version", "version", "#Version", "a version")
 	c.mirrors(w)
 	w.close()
 }
