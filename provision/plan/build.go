@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/dag"
 	"github.com/clusterctl/clusterctl/provision/spec"
@@ -305,6 +306,29 @@ func (b *builder) kubeCluster() kube.Cluster {
 		ProxyMode:       nw.KubeProxyMode,
 		CgroupDriver:    b.c.Runtime.CgroupDriver,
 		CNI:             nw.CNI,
+		Timeouts:        kubeadmTimeouts(k.Timeouts, b.c.Health.Timeout),
+	}
+}
+
+// kubeadmTimeouts fills each of kubeadm's waits the spec left out with
+// health.timeout, normalised ("5m" -> "5m0s") so plans compare equal.
+func kubeadmTimeouts(t spec.KubeadmTimeouts, health string) kube.Timeouts {
+	norm := func(v string) string {
+		if v == "" {
+			v = health
+		}
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return d.String()
+		}
+		return kube.DefaultTimeout.String()
+	}
+	return kube.Timeouts{
+		ControlPlaneComponentHealthCheck: norm(t.ControlPlaneComponentHealthCheck),
+		KubeletHealthCheck:               norm(t.KubeletHealthCheck),
+		KubernetesAPICall:                norm(t.KubernetesAPICall),
+		EtcdAPICall:                      norm(t.EtcdAPICall),
+		TLSBootstrap:                     norm(t.TLSBootstrap),
+		Discovery:                        norm(t.Discovery),
 	}
 }
 

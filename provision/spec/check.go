@@ -183,7 +183,16 @@ func (k *checker) durations() {
 	}{
 		{[]string{"health", "timeout"}, k.c.Health.Timeout},
 		{[]string{"ssh", "connectTimeout"}, k.c.SSH.ConnectTimeout},
+		{[]string{"kubernetes", "timeouts", "controlPlaneComponentHealthCheck"}, k.c.Kubernetes.Timeouts.ControlPlaneComponentHealthCheck},
+		{[]string{"kubernetes", "timeouts", "kubeletHealthCheck"}, k.c.Kubernetes.Timeouts.KubeletHealthCheck},
+		{[]string{"kubernetes", "timeouts", "kubernetesAPICall"}, k.c.Kubernetes.Timeouts.KubernetesAPICall},
+		{[]string{"kubernetes", "timeouts", "etcdAPICall"}, k.c.Kubernetes.Timeouts.EtcdAPICall},
+		{[]string{"kubernetes", "timeouts", "tlsBootstrap"}, k.c.Kubernetes.Timeouts.TLSBootstrap},
+		{[]string{"kubernetes", "timeouts", "discovery"}, k.c.Kubernetes.Timeouts.Discovery},
 	} {
+		if d.val == "" && d.path[0] == "kubernetes" {
+			continue // left to health.timeout
+		}
 		v, err := time.ParseDuration(d.val)
 		if err != nil || v <= 0 {
 			k.fail(d.path, "%q is not a positive duration (want e.g. 30s, 5m)", d.val)

@@ -24,4 +24,7 @@ func (k *checker) k3s() {
 	if c.Runtime.Version != "" {
 		k.fail([]string{"runtime", "version"}, "k3s runs its own embedded containerd: remove runtime.version")
 	}
+	if c.Kubernetes.Timeouts != (KubeadmTimeouts{}) {
+		k.fail([]string{"kubernetes", "timeouts"}, "are kubeadm's waits; k3s has none of them: remove kubernetes.timeouts (health.timeout bounds the k3s steps)")
+	}
 }

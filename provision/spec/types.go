@@ -34,13 +34,24 @@ type Cluster struct {
 }
 
 type Kubernetes struct {
-	Version              string    `json:"version"`
-	Distribution         string    `json:"distribution"`
-	ControlPlaneEndpoint *Endpoint `json:"controlPlaneEndpoint,omitempty"`
-	ClusterDomain        string    `json:"clusterDomain"`
-	APIServerSANs        []string  `json:"apiServerSANs"`
-	ImageRepository      string    `json:"imageRepository"`
-	Upgrade              Upgrade   `json:"upgrade"`
+	Version              string          `json:"version"`
+	Distribution         string          `json:"distribution"`
+	ControlPlaneEndpoint *Endpoint       `json:"controlPlaneEndpoint,omitempty"`
+	ClusterDomain        string          `json:"clusterDomain"`
+	APIServerSANs        []string        `json:"apiServerSANs"`
+	ImageRepository      string          `json:"imageRepository"`
+	Upgrade              Upgrade         `json:"upgrade"`
+	Timeouts             KubeadmTimeouts `json:"timeouts"`
+}
+
+// KubeadmTimeouts are kubeadm's own waits; an empty one is health.timeout.
+type KubeadmTimeouts struct {
+	ControlPlaneComponentHealthCheck string `json:"controlPlaneComponentHealthCheck,omitempty"`
+	KubeletHealthCheck               string `json:"kubeletHealthCheck,omitempty"`
+	KubernetesAPICall                string `json:"kubernetesAPICall,omitempty"`
+	EtcdAPICall                      string `json:"etcdAPICall,omitempty"`
+	TLSBootstrap                     string `json:"tlsBootstrap,omitempty"`
+	Discovery                        string `json:"discovery,omitempty"`
 }
 
 // Upgrade shapes the roll of a version change through the nodes.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/step"
@@ -20,11 +21,11 @@ var (
 	ErrAPIDown = errors.New("API server does not answer")
 )
 
-// Timeouts of kubeadm runs on a host (coreutils timeout, exit 124), on top
-// of kubeadm's own waits.
+// Least coreutils timeouts of kubeadm runs on a host (exit 124), on top of
+// kubeadm's own waits (Timeouts.deadline).
 const (
-	initTimeout = "600"
-	joinTimeout = "300"
+	initTimeout = 10 * time.Minute
+	joinTimeout = 5 * time.Minute
 )
 
 // controlPlaneFiles are what a finished kubeadm init (or control-plane
@@ -197,7 +198,7 @@ func (o InitControlPlane) Apply(ctx context.Context, t step.Target) error {
 	if seed != "" {
 		args = append(args, "--ignore-preflight-errors=DirAvailable--var-lib-etcd")
 	}
-	if err := runKubeadm(ctx, h, "init", cfg, initTimeout, args...); err != nil {
+	if err := runKubeadm(ctx, h, "init", cfg, o.Cluster.Timeouts.deadline(initTimeout), args...); err != nil {
 		return err
 	}
 	if err := waitAPI(ctx, h); err != nil || seed == "" {

@@ -101,7 +101,7 @@ func TestInitFresh(t *testing.T) {
 	}
 	h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
 	h.ExpectFunc("kubeadm init", func(l string) bool {
-		return strings.HasPrefix(l, "umask 077; timeout 600 kubeadm init --config /etc/kubernetes/clusterctl/kubeadm-init.yaml --upload-certs >/var/log/clusterctl/kubeadm-init.log 2>&1; rc=$?; rm -f -- /etc/kubernetes/clusterctl/kubeadm-init.yaml;")
+		return strings.HasPrefix(l, "umask 077; timeout 900 kubeadm init --config /etc/kubernetes/clusterctl/kubeadm-init.yaml --upload-certs >/var/log/clusterctl/kubeadm-init.log 2>&1; rc=$?; rm -f -- /etc/kubernetes/clusterctl/kubeadm-init.yaml;")
 	})
 	h.ExpectFunc("wait for the API", func(l string) bool {
 		return strings.Contains(l, "until kubectl --kubeconfig=/etc/kubernetes/admin.conf")

@@ -149,7 +149,7 @@ func (j joiner) apply(ctx context.Context, t step.Target) error {
 	if err != nil {
 		return err
 	}
-	if err := runKubeadm(ctx, t.Host, "join", cfg, joinTimeout); err != nil {
+	if err := runKubeadm(ctx, t.Host, "join", cfg, j.cluster.Timeouts.deadline(joinTimeout)); err != nil {
 		return err
 	}
 	return waitNode(ctx, cp, j.node.Name)

@@ -56,7 +56,7 @@ func TestJoinFresh(t *testing.T) {
 			h.ExpectFunc("probe", isProbe).Stdout("conntrack read-only\n").Times(2)
 			h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
 			h.ExpectFunc("kubeadm join", func(l string) bool {
-				return strings.HasPrefix(l, "umask 077; timeout 300 kubeadm join --config /etc/kubernetes/clusterctl/kubeadm-join.yaml >/var/log/clusterctl/kubeadm-join.log 2>&1;")
+				return strings.HasPrefix(l, "umask 077; timeout 900 kubeadm join --config /etc/kubernetes/clusterctl/kubeadm-join.yaml >/var/log/clusterctl/kubeadm-join.log 2>&1;")
 			})
 			tg := step.Target{Host: h, Facts: freshFacts(tc.host), Bundle: testBundle(t), Redactor: red, Peers: map[string]host.Host{"h1": cp, tc.host: h}}
 			ch, err := tc.op.Check(ctx, tg)
@@ -95,7 +95,7 @@ func TestJoinFailureRedacted(t *testing.T) {
 	h := redacting(t, "h2", red)
 	h.ExpectFunc("probe", isProbe).Stdout("")
 	h.Expect("install -d -m 0700 -- /etc/kubernetes/clusterctl /var/log/clusterctl")
-	h.ExpectFunc("kubeadm join", func(l string) bool { return strings.HasPrefix(l, "umask 077; timeout 300 kubeadm join") }).
+	h.ExpectFunc("kubeadm join", func(l string) bool { return strings.HasPrefix(l, "umask 077; timeout 900 kubeadm join") }).
 		Stderr("kubeadm join exited 1: [discovery] Failed to connect to API Server using token " + testToken + "\n").Exit(1)
 	err := joinWorker.Apply(ctx, step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Redactor: red, Peers: map[string]host.Host{"h1": cp}})
 	if err == nil || !strings.Contains(err.Error(), "using token ***") {

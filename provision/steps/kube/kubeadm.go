@@ -69,6 +69,7 @@ type nodeConfig struct {
 	AdvertiseAddress                     string
 	BindPort                             int
 	Token, TokenTTL, CertificateKey      string
+	Timeouts                             timeoutsConfig
 
 	// init
 	ClusterName, KubernetesVersion, ControlPlaneEndpoint, ImageRepository string
@@ -211,6 +212,7 @@ func newNodeConfig(c Cluster, n Node, fromBundle bool) nodeConfig {
 		AdvertiseAddress: q(n.Address),
 		BindPort:         c.bindPort(),
 		TokenTTL:         q(TokenTTL),
+		Timeouts:         c.Timeouts.config(),
 	}
 	if fromBundle {
 		cfg.ImagePullPolicy = q("Never")

@@ -27,6 +27,19 @@ type Cluster struct {
 	ProxyMode       string   `json:"proxyMode"`
 	CgroupDriver    string   `json:"cgroupDriver"`
 	CNI             string   `json:"cni"`
+	// Timeouts are kubeadm's own waits, written into its init and join
+	// configs; the planner fills every one (health.timeout by default).
+	Timeouts Timeouts `json:"timeouts"`
+}
+
+// Timeouts are kubeadm v1beta4's `timeouts`, as Go durations ("5m0s").
+type Timeouts struct {
+	ControlPlaneComponentHealthCheck string `json:"controlPlaneComponentHealthCheck"`
+	KubeletHealthCheck               string `json:"kubeletHealthCheck"`
+	KubernetesAPICall                string `json:"kubernetesAPICall"`
+	EtcdAPICall                      string `json:"etcdAPICall"`
+	TLSBootstrap                     string `json:"tlsBootstrap"`
+	Discovery                        string `json:"discovery"`
 }
 
 // ControlPlaneTaint keeps workloads off control planes that are not also
