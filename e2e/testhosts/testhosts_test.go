@@ -107,6 +107,24 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// Hosts share the machine's inotify limits; two clusters of them need more than Debian's 128
+	// instances (a restarted kubelet failed "inotify_init: too many open files" in CI).
+	t.Run("inotify room", func(t *testing.T) {
+		for key, least := range map[string]int{"max_user_instances": 8192, "max_user_watches": 524288} {
+			b, err := os.ReadFile("/proc/sys/fs/inotify/" + key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || n < least {
+				t.Errorf("fs.inotify.%s = %q after Start, want at least %d", key, b, least)
+			}
+			// Inside a host the value is the machine's: nothing can lower it per host.
+			if got := mustSSH(t, c, "root", 1, "cat /proc/sys/fs/inotify/"+key); got != strings.TrimSpace(string(b)) {
+				t.Errorf("h1 sees fs.inotify.%s = %s, the machine %s", key, got, b)
+			}
+		}
+	})
+
 	t.Run("exec", func(t *testing.T) {
 		out, err := c.Exec(ctx, 2, "hostname; findmnt -no FSTYPE -T /var/lib/kubelet; test -c /dev/kmsg && echo kmsg")
 		if err != nil || out != "h2\next4\nkmsg\n" {

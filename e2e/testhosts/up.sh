@@ -24,6 +24,23 @@ bridge_up() {
 	fi
 }
 
+# inotify_room: every host shares the machine's inotify limits (root in the initial user namespace), and
+# Debian's fs.inotify.max_user_instances (128) is gone at about two Kubernetes clusters of test hosts
+# (systemd takes ~14 instances a host, kubelet, containerd, kube-proxy and flannel more). Then a restarted
+# kubelet dies with "inotify_init: too many open files" (its Node stays NotReady), kube-proxy crash-loops,
+# and a booting host's systemd never starts sshd. Raised to kind's advice and beyond, never lowered.
+inotify_room() {
+	local key want have
+	for key in max_user_instances:8192 max_user_watches:524288; do
+		want=${key#*:}; key=fs.inotify.${key%:*}
+		have=$(sysctl -n "$key")
+		if [ "$have" -lt "$want" ]; then
+			th_log "raising $key $have -> $want (machine-wide: shared by every test host; left raised)"
+			sysctl -qw "$key=$want" || th_die "raise $key: the hosts would run out of inotify instances"
+		fi
+	done
+}
+
 host_up() {
 	local i=$1 h ns veth cg r fs
 	th_index "$i"
@@ -69,5 +86,6 @@ host_up() {
 }
 
 mkdir -p "$TH_RUN"
+inotify_room
 bridge_up
 for i in "$@"; do host_up "$i"; done
