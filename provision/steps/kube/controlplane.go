@@ -201,7 +201,7 @@ func (o InitControlPlane) Apply(ctx context.Context, t step.Target) error {
 	if err := runKubeadm(ctx, h, "init", cfg, o.Cluster.Timeouts.deadline(initTimeout), args...); err != nil {
 		return err
 	}
-	if err := waitAPI(ctx, h); err != nil || seed == "" {
+	if err := WaitAPI(ctx, h, o.Cluster.Timeouts.apiSeconds()); err != nil || seed == "" {
 		return err
 	}
 	return finishRestore(ctx, h, o.Node.Name)
@@ -239,15 +239,4 @@ func runKubeadm(ctx context.Context, h host.Host, verb string, cfg []byte, timeo
 func redactLog(p string) string {
 	return host.Join("sed", "-E", "-i", "-e", `s/[a-z0-9]{6}\.[a-z0-9]{16}/<redacted>/g`, "-e", `s/[a-f0-9]{64}/<redacted>/g`, "--", p) +
 		" || " + host.Join("rm", "-f", "--", p)
-}
-
-// waitAPI waits up to a minute for the API server to answer through
-// admin.conf on a control plane.
-func waitAPI(ctx context.Context, h host.Host) error {
-	line := "i=0; until " + Kubectl + " --request-timeout=5s get --raw=/readyz >/dev/null 2>&1; do i=$((i+1)); " +
-		"if [ $i -ge 30 ]; then " + Kubectl + " --request-timeout=5s get --raw=/readyz; exit 1; fi; sleep 2; done"
-	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return fmt.Errorf("the API server does not answer after kubeadm (%s get --raw=/readyz): %w", Kubectl, err)
-	}
-	return nil
 }

@@ -152,18 +152,7 @@ func (j joiner) apply(ctx context.Context, t step.Target) error {
 	if err := runKubeadm(ctx, t.Host, "join", cfg, j.cluster.Timeouts.deadline(joinTimeout)); err != nil {
 		return err
 	}
-	return waitNode(ctx, cp, j.node.Name)
-}
-
-// waitNode waits up to a minute until the cluster lists the node: the
-// kubelet registers it right after kubeadm join returns.
-func waitNode(ctx context.Context, cp host.Host, name string) error {
-	get := Kubectl + " --request-timeout=5s get node " + host.Quote(name) + " -o name"
-	line := "i=0; until " + get + " >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge 30 ]; then " + get + "; exit 1; fi; sleep 2; done"
-	if err := cp.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return fmt.Errorf("node %s did not register after kubeadm join: %w", name, err)
-	}
-	return nil
+	return waitNode(ctx, cp, j.node.Name, j.cluster.Timeouts.apiSeconds())
 }
 
 func (o JoinWorker) joiner() joiner {

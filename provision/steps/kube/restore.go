@@ -101,17 +101,6 @@ func StartControlPlane(ctx context.Context, h host.Host) error {
 	return nil
 }
 
-// WaitAPI waits up to timeoutSeconds for the API server to answer through
-// admin.conf on the control plane h.
-func WaitAPI(ctx context.Context, h host.Host, timeoutSeconds int) error {
-	get := Kubectl + " --request-timeout=5s get --raw=/readyz"
-	line := fmt.Sprintf("i=0; until %s >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge %d ]; then %s; exit 1; fi; sleep 2; done", get, max(timeoutSeconds/2, 1), get)
-	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return fmt.Errorf("the API server on %s does not answer (%s): %w", h.Name(), get, err)
-	}
-	return nil
-}
-
 // DataDirs are a restore's directories next to the data directory, named
 // by its tag: etcd ignores them (with a warning) and they stay on the same
 // file system, so the swap is two renames.

@@ -53,3 +53,9 @@ func (t Timeouts) deadline(floor time.Duration) string {
 	}
 	return strconv.Itoa(int(max(3*longest, floor) / time.Second))
 }
+
+// apiSeconds is the API-call wait in whole seconds, for the polling loops
+// on a host that wait for the API server or a Node.
+func (t Timeouts) apiSeconds() int {
+	return int(t.durations()[2] / time.Second)
+}

@@ -351,16 +351,6 @@ func (o UpgradeNode) uncordonNode(ctx context.Context, cp host.Host) error {
 	return retryKubectl(ctx, cp, "uncordon "+o.Node, line)
 }
 
-// waitUntil runs check on h every 2 seconds until it succeeds or secs
-// pass; then show's output is in the error.
-func waitUntil(ctx context.Context, h host.Host, what, check, show string, secs int) error {
-	line := fmt.Sprintf("end=$(( $(date +%%s) + %d )); until %s; do if [ $(date +%%s) -ge $end ]; then %s; exit 1; fi; sleep 2; done", secs, check, show)
-	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return fmt.Errorf("wait %ds for %s: %w", secs, what, err)
-	}
-	return nil
-}
-
 // waitAPIStable waits until a control plane's API server answers /readyz
 // ten times in a row, two seconds apart: the new kubelet may restart the
 // static pods (changed pod hashes) a little after it reports Ready.
@@ -433,7 +423,7 @@ func (kubeadmUpgrader) controlPlane(ctx context.Context, t step.Target, o Upgrad
 	} else if err := runKubeadmLogged(ctx, t.Host, "upgrade-node", upgradeNodeTimeout, "upgrade", "node"); err != nil {
 		return err
 	}
-	return waitAPI(ctx, t.Host)
+	return WaitAPI(ctx, t.Host, o.Cluster.Timeouts.apiSeconds())
 }
 
 // nodeConfig: `kubeadm upgrade node` on a worker writes the kubelet
