@@ -43,7 +43,8 @@ func skipWithoutKubernetes(t *testing.T) {
 // on the hosts themselves, pod to pod across nodes, and with `clusterctl
 // status` and `kubeconfig --print`; a second apply changes nothing,
 // quickly; a worker whose kubelet stops is named by status, until it is
-// back. Peak memory is sampled throughout.
+// back; a worker whose join broke half-way is repaired by the next apply.
+// Peak memory is sampled throughout.
 func TestCluster(t *testing.T) {
 	skipWithoutKubernetes(t)
 	t.Parallel() // each scenario has its own hosts, net and kubeconfig
@@ -56,6 +57,7 @@ func TestCluster(t *testing.T) {
 	c.checkStatusHealthy()
 	c.secondApply()
 	c.checkStatusNodeLost(3)
+	c.checkHalfJoinRepair(3)
 	mem.finish()
 	c.report()
 }

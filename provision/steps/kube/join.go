@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,38 +37,90 @@ func (j joiner) files() []string {
 	return workerFiles
 }
 
-// joined says whether the node is a member (true), fresh (false), or was
-// left half-joined (an error saying how to recover). Membership is asked of
+// joinState is what a node's files and the cluster say about its join.
+type joinState int
+
+const (
+	joinFresh  joinState = iota // nothing of kubeadm: join
+	joinMember                  // joined: nothing to do
+	joinHalf                    // a worker of this cluster whose join stopped midway: reset, then join
+)
+
+// joined says whether the node is fresh, a member, or a worker left
+// half-joined by an earlier join of this cluster (why says what was
+// found). A half-joined control plane, or a host whose CA is another
+// cluster's, is an error saying how to recover: clusterctl resets only a
+// worker it can prove was joining this cluster. Membership is asked of
 // the first control plane only when the node's files say it joined.
-func (j joiner) joined(ctx context.Context, t step.Target) (bool, error) {
+func (j joiner) joined(ctx context.Context, t step.Target) (state joinState, why string, err error) {
 	name := j.node.Name
 	st, err := probeNode(ctx, t.Host, j.files(), false)
 	if err != nil {
-		return false, err
+		return joinFresh, "", err
 	}
 	if st.fresh() {
-		return false, nil
+		return joinFresh, "", nil
 	}
 	present, missing := st.lists(j.files())
 	if !st.present[KubeletConf] || (j.controlPlane && len(missing) > 0) {
-		return false, fmt.Errorf("%s is half-joined (present: %s; missing: %s): an earlier kubeadm join stopped midway; %s: %w",
-			name, strings.Join(present, ", "), strings.Join(missing, ", "), resetHint(name), ErrHalfInitialised)
+		why = fmt.Sprintf("present: %s; missing: %s", strings.Join(present, ", "), strings.Join(missing, ", "))
+		if j.controlPlane {
+			return joinFresh, "", fmt.Errorf("%s is half-joined (%s): an earlier kubeadm join stopped midway; %s: %w",
+				name, why, resetHint(name), ErrHalfInitialised)
+		}
+		return j.ownHalfJoin(ctx, t, st, why)
 	}
 	cp, err := peer(t, j.via)
 	if err != nil {
-		return false, err
+		return joinFresh, "", err
 	}
 	out, err := runOut(ctx, cp, Kubectl+" --request-timeout=10s get nodes -o name")
 	if err != nil {
-		return false, fmt.Errorf("ask %s for the cluster's nodes: %w", j.via, err)
+		return joinFresh, "", fmt.Errorf("ask %s for the cluster's nodes: %w", j.via, err)
 	}
 	for _, l := range strings.Fields(out) {
 		if l == "node/"+name {
-			return true, nil
+			return joinMember, "", nil
 		}
 	}
-	return false, fmt.Errorf("%s has a kubelet.conf, but the cluster has no node %s (joined another cluster, or the node was deleted); %s: %w",
-		name, name, resetHint(name), ErrHalfInitialised)
+	if j.controlPlane {
+		return joinFresh, "", fmt.Errorf("%s has a kubelet.conf, but the cluster has no node %s (joined another cluster, or the node was deleted); %s: %w",
+			name, name, resetHint(name), ErrHalfInitialised)
+	}
+	return j.ownHalfJoin(ctx, t, st, "a kubelet.conf, but the cluster has no node "+name)
+}
+
+// ownHalfJoin: a worker's leftovers are this cluster's when it has no CA
+// yet or the same CA as the control plane it joins through; a different
+// CA means another cluster's node, which is never reset.
+func (j joiner) ownHalfJoin(ctx context.Context, t step.Target, st nodeState, why string) (joinState, string, error) {
+	name := j.node.Name
+	if !st.present[CACert] {
+		return joinHalf, why, nil
+	}
+	cp, err := peer(t, j.via)
+	if err != nil {
+		return joinFresh, "", err
+	}
+	theirs, err := t.Host.ReadFile(ctx, CACert)
+	if err != nil {
+		return joinFresh, "", fmt.Errorf("read %s on %s: %w", CACert, name, err)
+	}
+	ours, err := cp.ReadFile(ctx, CACert)
+	if err != nil {
+		return joinFresh, "", fmt.Errorf("read the cluster CA on %s: %w", j.via, err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(theirs), bytes.TrimSpace(ours)) {
+		return joinFresh, "", fmt.Errorf("%s has kubeadm files of another cluster (%s; its %s is not %s's): %s: %w",
+			name, why, CACert, j.via, resetHint(name), ErrHalfInitialised)
+	}
+	return joinHalf, why, nil
+}
+
+// repairDiff is how the plan shows a half-joined worker's repair.
+func repairDiff(why string) []step.DiffLine {
+	return []step.DiffLine{{Key: "kubeadm join", From: "half-joined (" + why + ")",
+		To: "reset (kubeadm reset, CNI and kubelet state), then joined again"}}
 }
 
 func (j joiner) check(ctx context.Context, t step.Target, describe []step.DiffLine) (step.Change, error) {
@@ -77,12 +130,15 @@ func (j joiner) check(ctx context.Context, t step.Target, describe []step.DiffLi
 	if t.Facts == nil {
 		return step.Change{Action: step.ActionCreate, Diff: describe}, nil
 	}
-	joined, err := j.joined(ctx, t)
+	state, why, err := j.joined(ctx, t)
 	switch {
 	case err != nil:
 		return step.Change{}, err
-	case joined:
+	case state == joinMember:
 		return step.Change{Action: step.ActionNone}, nil
+	case state == joinHalf:
+		return step.Change{Action: step.ActionUpdate, Diff: repairDiff(why),
+			Note: "an earlier join of this worker stopped midway; only this host is reset"}, nil
 	}
 	return step.Change{Action: step.ActionCreate, Diff: describe}, nil
 }
@@ -97,8 +153,14 @@ func (j joiner) apply(ctx context.Context, t step.Target) error {
 	if err := j.validate(); err != nil {
 		return err
 	}
-	if joined, err := j.joined(ctx, t); err != nil || joined {
+	state, _, err := j.joined(ctx, t)
+	if err != nil || state == joinMember {
 		return err
+	}
+	if state == joinHalf {
+		if err := repairHalfJoin(ctx, t); err != nil {
+			return err
+		}
 	}
 	cp, err := peer(t, j.via)
 	if err != nil {
@@ -182,4 +244,17 @@ func (o JoinControlPlane) Check(ctx context.Context, t step.Target) (step.Change
 // the planner runs control-plane joins one at a time.
 func (o JoinControlPlane) Apply(ctx context.Context, t step.Target) error {
 	return o.joiner().apply(ctx, t)
+}
+
+// repairHalfJoin resets a half-joined worker (Reset's script: kubeadm
+// reset, CNI and kubelet state) and enables its kubelet again, which the
+// reset disables and kubeadm join only starts.
+func repairHalfJoin(ctx context.Context, t step.Target) error {
+	if err := (Reset{}).Apply(ctx, t); err != nil {
+		return fmt.Errorf("repair the half-joined %s: %w", t.Host.Name(), err)
+	}
+	if err := t.Host.Run(ctx, host.Cmd{Line: "systemctl enable kubelet"}); err != nil {
+		return fmt.Errorf("repair the half-joined %s: enable the kubelet: %w", t.Host.Name(), err)
+	}
+	return nil
 }

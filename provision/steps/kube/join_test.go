@@ -108,42 +108,64 @@ func TestJoinFailureRedacted(t *testing.T) {
 	}
 }
 
+// TestJoinStates: a worker half-joined to this cluster (no CA yet, or the
+// first control plane's CA) is planned as a repair; another cluster's
+// leftovers, and a half-joined control plane, are errors that touch nothing.
 func TestJoinStates(t *testing.T) {
 	ctx := context.Background()
+	ca, _ := testCA(t)
+	otherCA, _ := testCA(t)
+	const half = "file /etc/kubernetes/bootstrap-kubelet.conf\nfile /etc/kubernetes/pki/ca.crt\n"
 	for _, tc := range []struct {
 		name, probe, nodes string
+		op                 step.Op
+		hostCA             []byte
 		want               step.Action
+		diff               string // the repair's "from", when want is update
 		is                 error
 		msg                string
 	}{
-		{name: "joined", probe: "file /etc/kubernetes/kubelet.conf\nfile /etc/kubernetes/pki/ca.crt\nfile /var/lib/kubelet/config.yaml\n",
+		{name: "joined", op: joinWorker, probe: "file /etc/kubernetes/kubelet.conf\nfile /etc/kubernetes/pki/ca.crt\nfile /var/lib/kubelet/config.yaml\n",
 			nodes: "node/h1\nnode/h2\n", want: step.ActionNone},
-		{name: "half-joined", probe: "file /etc/kubernetes/bootstrap-kubelet.conf\nfile /etc/kubernetes/pki/ca.crt\n", is: kube.ErrHalfInitialised,
-			msg: "h2 is half-joined (present: /etc/kubernetes/bootstrap-kubelet.conf, /etc/kubernetes/pki/ca.crt; missing: /etc/kubernetes/kubelet.conf, /var/lib/kubelet/config.yaml): an earlier kubeadm join stopped midway; clusterctl never resets a host by itself: run `kubeadm reset -f` on h2, then apply again"},
-		{name: "not-a-member", probe: "file /etc/kubernetes/kubelet.conf\n", nodes: "node/h1\n", is: kube.ErrHalfInitialised,
-			msg: "h2 has a kubelet.conf, but the cluster has no node h2"},
+		{name: "half-joined worker", op: joinWorker, probe: half, hostCA: ca, want: step.ActionUpdate,
+			diff: "half-joined (present: /etc/kubernetes/bootstrap-kubelet.conf, /etc/kubernetes/pki/ca.crt; missing: /etc/kubernetes/kubelet.conf, /var/lib/kubelet/config.yaml)"},
+		{name: "deleted worker", op: joinWorker, probe: "file /etc/kubernetes/kubelet.conf\n", nodes: "node/h1\n", want: step.ActionUpdate,
+			diff: "half-joined (a kubelet.conf, but the cluster has no node h2)"},
+		{name: "another cluster's worker", op: joinWorker, probe: half, hostCA: otherCA, is: kube.ErrHalfInitialised,
+			msg: "h2 has kubeadm files of another cluster (present: /etc/kubernetes/bootstrap-kubelet.conf, /etc/kubernetes/pki/ca.crt; missing: /etc/kubernetes/kubelet.conf, /var/lib/kubelet/config.yaml; its /etc/kubernetes/pki/ca.crt is not h1's): clusterctl never resets a host by itself: run `kubeadm reset -f` on h2, then apply again"},
+		{name: "half-joined control plane", op: joinCP, probe: "file /etc/kubernetes/pki/ca.crt\n", is: kube.ErrHalfInitialised,
+			msg: "h4 is half-joined (present: /etc/kubernetes/pki/ca.crt; missing: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca, _ := testCA(t)
 			cp := firstCP(t, nil, ca, tc.nodes)
-			h := newNode(t, "h2")
-			h.ExpectFunc("probe", isProbe).Stdout(tc.probe).Times(2)
-			tg := step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp}}
-			ch, err := joinWorker.Check(ctx, tg)
-			applyErr := joinWorker.Apply(ctx, tg)
+			name := "h2"
+			if _, cpJoin := tc.op.(kube.JoinControlPlane); cpJoin {
+				name = "h4"
+			}
+			h := newNode(t, name)
+			if tc.hostCA != nil {
+				h.SetFile(kube.CACert, tc.hostCA, 0o644)
+			}
+			h.ExpectFunc("probe", isProbe).Stdout(tc.probe).AnyTimes()
+			tg := step.Target{Host: h, Facts: freshFacts(name), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp}}
+			ch, err := tc.op.Check(ctx, tg)
 			if tc.is == nil {
-				if err != nil || ch.Action != tc.want || applyErr != nil {
-					t.Errorf("Check: %s; Apply: %v", steptest.Report(joinWorker, ch, err), applyErr)
+				if err != nil || ch.Action != tc.want {
+					t.Fatalf("Check: %s", steptest.Report(tc.op, ch, err))
+				}
+				if tc.diff != "" && (len(ch.Diff) != 1 || ch.Diff[0].From != tc.diff) {
+					t.Errorf("repair diff %+v, want from %q", ch.Diff, tc.diff)
 				}
 				return
 			}
+			applyErr := tc.op.Apply(ctx, tg)
 			for _, e := range []error{err, applyErr} {
 				if !errors.Is(e, tc.is) || !strings.Contains(e.Error(), tc.msg) {
 					t.Errorf("error %v, want %v saying %q", e, tc.is, tc.msg)
 				}
 			}
-			if strings.Contains(cp.Transcript(), "token create") {
-				t.Error("a token was made for a host that cannot join")
+			if strings.Contains(cp.Transcript(), "token create") || strings.Contains(h.Transcript(), "kubeadm reset") {
+				t.Errorf("a host that must not be touched was:\n%s\n%s", cp.Transcript(), h.Transcript())
 			}
 		})
 	}

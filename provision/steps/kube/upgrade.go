@@ -44,6 +44,9 @@ func (w upgradeWork) drain() bool { return w.controlPlane || w.nodeConfig || w.k
 func (o UpgradeNode) assess(nv nodeVersions, cv clusterVersions) (upgradeWork, error) {
 	to := strings.TrimPrefix(o.Cluster.Version, "v")
 	reported, ok := cv.kubelets[o.Node]
+	if !ok && o.Role == RoleWorker {
+		return upgradeWork{}, nil // half-joined: its join step resets it and joins it at the target
+	}
 	if !ok {
 		return upgradeWork{}, fmt.Errorf("%s has a kubelet.conf, but the cluster has no node %s: %s: %w", o.Node, o.Node, resetHint(o.Node), ErrHalfInitialised)
 	}
