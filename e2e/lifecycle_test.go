@@ -82,7 +82,9 @@ func TestScale(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 	git("init", "-q")
-	os.WriteFile(filepath.Join(e.spec, ".gitignore"), []byte("artifacts/\nbundle/\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(e.spec, ".gitignore"), []byte("artifacts/\nbundle/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	git("add", ".")
 	git("commit", "-q", "-m", "three hosts")
 

@@ -25,10 +25,7 @@ func TestRenderErrors(t *testing.T) {
 	if _, err := Render("timesyncd.conf.tmpl", map[string]any{}); err == nil {
 		t.Error("missing key rendered")
 	}
-	var names []string
-	for _, n := range Names() {
-		names = append(names, n)
-	}
+	names := append([]string{}, Names()...)
 	for _, want := range []string{"sysctl.conf.tmpl", "modules-load.conf.tmpl", "containerd-config.toml.tmpl", "containerd-hosts.toml.tmpl", "timesyncd.conf.tmpl", "chrony.conf.tmpl"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("template %s not embedded (have %v)", want, names)

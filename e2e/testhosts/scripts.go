@@ -123,7 +123,7 @@ func (r *runner) run(ctx context.Context, progress bool, script string, args ...
 			for sc.Scan() {
 				r.logf("%s", sc.Text())
 			}
-			io.Copy(io.Discard, pr)
+			_, _ = io.Copy(io.Discard, pr) // drain what a too-long line left, so the writer never blocks
 		}()
 	}
 	cmd.Stdout, cmd.Stderr = w, w

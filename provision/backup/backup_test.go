@@ -138,7 +138,9 @@ func TestOpenChecks(t *testing.T) {
 	})
 	t.Run("sidecar mismatch", func(t *testing.T) {
 		file := write(t)
-		os.WriteFile(file+".sha256", []byte(strings.Repeat("0", 64)+"  b\n"), 0o644)
+		if err := os.WriteFile(file+".sha256", []byte(strings.Repeat("0", 64)+"  b\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := backup.Open(file); !errors.Is(err, backup.ErrDigestMismatch) {
 			t.Errorf("Open: %v", err)
 		}
@@ -148,7 +150,9 @@ func TestOpenChecks(t *testing.T) {
 		b, _ := os.ReadFile(file)
 		i := strings.LastIndex(string(b), "etcd snapshot bytes")
 		b[i] = 'E'
-		os.WriteFile(file, b, 0o600)
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		os.Remove(file + ".sha256")
 		if _, err := backup.Open(file); !errors.Is(err, backup.ErrDigestMismatch) {
 			t.Errorf("Open: %v", err)
@@ -156,7 +160,9 @@ func TestOpenChecks(t *testing.T) {
 	})
 	t.Run("not a backup", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "x")
-		os.WriteFile(file, []byte("hello"), 0o600)
+		if err := os.WriteFile(file, []byte("hello"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := backup.Open(file); err == nil {
 			t.Error("accepted")
 		}

@@ -28,7 +28,9 @@ func ociArchive(t *testing.T, name string) []byte {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body))}); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write([]byte(f.body))
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tw.Close()
 	return buf.Bytes()

@@ -57,13 +57,9 @@ type sessionOptions struct {
 	RemoveHosts []string
 }
 
-// openSession loads the spec, connects and gathers facts from every host.
-func openSession(ctx context.Context, d *deps, args []string, stderr io.Writer) (*session, error) {
-	return openSessionWith(ctx, d, args, stderr, sessionOptions{})
-}
-
-// openSessionWith also locks the cluster when asked, and reads the
-// cluster's record of its last apply before planning.
+// openSessionWith loads the spec, connects and gathers facts from every
+// host; it also locks the cluster when asked, and reads the cluster's
+// record of its last apply before planning.
 func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writer, o sessionOptions) (_ *session, err error) {
 	c, err := loadSpec(args)
 	if err != nil {

@@ -63,7 +63,7 @@ func (g *Graph[T]) DOT(w io.Writer, opts DOTOptions) error {
 		for _, id := range groups[grp] {
 			writeNode(bw, "\t\t", id, opts)
 		}
-		bw.WriteString("\t}\n")
+		fmt.Fprint(bw, "\t}\n")
 	}
 	for _, id := range ids {
 		i := g.index[id]
@@ -71,7 +71,7 @@ func (g *Graph[T]) DOT(w io.Writer, opts DOTOptions) error {
 			fmt.Fprintf(bw, "\t%s -> %s;\n", quoteDOT(id), quoteDOT(to))
 		}
 	}
-	bw.WriteString("}\n")
+	fmt.Fprint(bw, "}\n")
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write dot: %w", err)
 	}
@@ -97,18 +97,15 @@ func writeNode(w *bufio.Writer, indent, id string, opts DOTOptions) {
 		}
 		attrs["label"] = label
 	}
-	w.WriteString(indent)
-	w.WriteString(quoteDOT(id))
-	w.WriteString(" [")
+	// A bufio.Writer keeps its first error until Flush, which WriteDOT checks.
+	fmt.Fprint(w, indent, quoteDOT(id), " [")
 	for k, key := range sortedKeys(attrs) {
 		if k > 0 {
-			w.WriteString(", ")
+			fmt.Fprint(w, ", ")
 		}
-		w.WriteString(quoteDOT(key))
-		w.WriteByte('=')
-		w.WriteString(quoteDOT(attrs[key]))
+		fmt.Fprint(w, quoteDOT(key), "=", quoteDOT(attrs[key]))
 	}
-	w.WriteString("];\n")
+	fmt.Fprint(w, "];\n")
 }
 
 // quoteDOT returns s as a DOT double-quoted string. The mapping is

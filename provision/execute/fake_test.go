@@ -176,7 +176,7 @@ func (f *fakeRunner) Apply(ctx context.Context, s step.Step) error {
 	}
 	if b.panicIn == "apply" {
 		var m map[string]int
-		m["x"]++ // a runtime error panic, as a buggy runner would raise
+		m["x"]++ //nolint:staticcheck // deliberate: a runtime error panic, as a buggy runner would raise
 	}
 	if b.advance > 0 {
 		f.clock.Advance(b.advance)

@@ -193,7 +193,9 @@ w29      checking runtime/containerd (0.0s)  [1 done, 0 changed]
 	}
 	// Too few rows for any host: the header and cluster lines only.
 	b.Reset()
-	RenderLive(&b, l.Snapshot(), 80, 2)
+	if err := RenderLive(&b, l.Snapshot(), 80, 2); err != nil {
+		t.Fatal(err)
+	}
 	if want := "[0s] 32/62 done, 4 running, 1 failed\n"; b.String() != want {
 		t.Errorf("at 2 rows got %q, want %q", b.String(), want)
 	}

@@ -144,7 +144,9 @@ func (s *sudoHost) Upload(ctx context.Context, r io.Reader, path string, opts Fi
 		return fmt.Errorf("sudo upload %s: mktemp -d printed %q", path, stage)
 	}
 	// Removed as the connecting user, who owns it, whatever happens.
-	defer s.inner.Run(context.WithoutCancel(ctx), Cmd{Line: "rm -rf -- " + Quote(stage)})
+	// Best effort: the directory is 0700 and the file in it already renamed
+	// away on success; a failed removal must not hide the upload's own error.
+	defer func() { _ = s.inner.Run(context.WithoutCancel(ctx), Cmd{Line: "rm -rf -- " + Quote(stage)}) }()
 	tmp := stage + "/upload"
 	if err := s.inner.Upload(ctx, r, tmp, FileOptions{Mode: 0o600}); err != nil {
 		return fmt.Errorf("sudo upload %s: stage: %w", path, err)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -360,14 +361,6 @@ func (l *loader) formatPos(p token.Pos) string {
 	return fmt.Sprintf("%s:%d:%d", name, p.Line(), p.Column())
 }
 
-// specPath drops the root field: users think in "hosts.node-2.address".
-func specPath(p []string) string {
-	if len(p) > 0 && p[0] == rootField {
-		p = p[1:]
-	}
-	return strings.Join(p, ".")
-}
-
 // Error is one problem in the spec.
 type Error struct {
 	Pos  string // file:line:col, relative to the working directory
@@ -446,7 +439,8 @@ func splitPos(p string) (file string, line, col int) {
 	if len(parts) < 3 {
 		return p, 0, 0
 	}
-	fmt.Sscanf(parts[len(parts)-2], "%d", &line)
-	fmt.Sscanf(parts[len(parts)-1], "%d", &col)
+	// Not numbers: no position, 0 (sorted first).
+	line, _ = strconv.Atoi(parts[len(parts)-2])
+	col, _ = strconv.Atoi(parts[len(parts)-1])
 	return strings.Join(parts[:len(parts)-2], ":"), line, col
 }

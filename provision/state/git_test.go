@@ -105,12 +105,16 @@ func TestGitOfHostileRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("[core]\n\tfsmonitor = " + script + "\n\thooksPath = " + hooks + "\n\tuntrackedCache = true\n" +
-		"[filter \"evil\"]\n\tclean = " + script + " clean\n\tsmudge = " + script + " smudge\n\tprocess = " + script + " process\n\trequired = true\n")
+	if _, err := f.WriteString("[core]\n\tfsmonitor = " + script + "\n\thooksPath = " + hooks + "\n\tuntrackedCache = true\n" +
+		"[filter \"evil\"]\n\tclean = " + script + " clean\n\tsmudge = " + script + " smudge\n\tprocess = " + script + " process\n\trequired = true\n"); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	// Stat-dirty but unchanged: git would hash it through the clean filter.
 	later := filepath.Join(dir, "cluster.cue")
-	os.Chtimes(later, time.Now().Add(5*time.Second), time.Now().Add(5*time.Second))
+	if err := os.Chtimes(later, time.Now().Add(5*time.Second), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 
 	g, err := gitOf(dir)
 	if err != nil || g == nil || g.Commit != commit || !g.Dirty {

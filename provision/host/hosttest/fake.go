@@ -176,11 +176,16 @@ func (f *Fake) Run(ctx context.Context, cmd host.Cmd) error {
 	if exp.do != nil {
 		return exp.do(ctx, cmd)
 	}
-	if cmd.Stdout != nil {
-		io.WriteString(cmd.Stdout, exp.stdout)
-	}
-	if cmd.Stderr != nil {
-		io.WriteString(cmd.Stderr, exp.stderr)
+	for _, out := range []struct {
+		w    io.Writer
+		text string
+	}{{cmd.Stdout, exp.stdout}, {cmd.Stderr, exp.stderr}} {
+		if out.w == nil {
+			continue
+		}
+		if _, err := io.WriteString(out.w, out.text); err != nil {
+			return fmt.Errorf("hosttest: %s: write the command's output: %w", f.name, err)
+		}
 	}
 	if exp.code != 0 {
 		return &host.ExitError{Host: f.name, Command: f.Redactor.Redact(cmd.Line), Code: exp.code,

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"regexp"
 	"strings"
@@ -119,11 +118,11 @@ func (o EtcHosts) BlockSHA256() string {
 		return o.sum
 	}
 	h := sha256.New()
-	io.WriteString(h, hostsBegin+"\n")
+	fmt.Fprintln(h, hostsBegin) // a hash never fails to write
 	for _, l := range o.blockLines() {
-		io.WriteString(h, l+"\n")
+		fmt.Fprintln(h, l)
 	}
-	io.WriteString(h, hostsEnd+"\n")
+	fmt.Fprintln(h, hostsEnd)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -315,7 +315,7 @@ func TestIntegrationHostPrep(t *testing.T) {
 			user = "tester"
 		}
 		red := host.NewRedactor()
-		var h host.Host = pool.Host(sshx.Config{Name: th.Name, Address: th.Addr, User: user, IdentityFiles: []string{c.KeyFile},
+		h := pool.Host(sshx.Config{Name: th.Name, Address: th.Addr, User: user, IdentityFiles: []string{c.KeyFile},
 			KnownHostsFile: c.KnownHosts, Redactor: red, DialTimeout: 5 * time.Second})
 		if user != "root" {
 			h = host.WithSudo(h, host.SudoOptions{Redactor: red})

@@ -81,7 +81,7 @@ func TestK3sOnTestHosts(t *testing.T) {
 		if name == "a1" {
 			user = "tester"
 		}
-		var h host.Host = pool.Host(sshx.Config{Name: name, Address: th.Addr, User: user, IdentityFiles: []string{c.KeyFile},
+		h := pool.Host(sshx.Config{Name: name, Address: th.Addr, User: user, IdentityFiles: []string{c.KeyFile},
 			KnownHostsFile: c.KnownHosts, Redactor: red, DialTimeout: 5 * time.Second})
 		if user != "root" {
 			h = host.WithSudo(h, host.SudoOptions{Redactor: red})

@@ -126,13 +126,10 @@ func askNode(ctx context.Context, h host.Host, name string) (membership, error) 
 	}
 	ms := membership{conds: map[string]string{}}
 	for i, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		switch {
-		case i == 0:
+		if i == 0 {
 			ms.registered = l == name
-		default:
-			if k, v, ok := strings.Cut(l, "="); ok {
-				ms.conds[k] = v
-			}
+		} else if k, v, ok := strings.Cut(l, "="); ok {
+			ms.conds[k] = v
 		}
 	}
 	return ms, nil

@@ -74,7 +74,9 @@ func ociArchive(t *testing.T, img string) []byte {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body))}); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write([]byte(f.body))
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tw.Close()
 	return b.Bytes()

@@ -175,7 +175,9 @@ func TestKubeconfigApply(t *testing.T) {
 	}
 	// Unchanged content is not rewritten.
 	old := time.Unix(1, 0)
-	os.Chtimes(p, old, old)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
 	if err := op.Apply(context.Background(), step.Target{Host: h}); err != nil {
 		t.Fatal(err)
 	}

@@ -90,22 +90,6 @@ func oldest(vs ...string) string {
 	return out
 }
 
-// newest returns the highest of the versions ("" when none parses).
-func newest(vs ...string) string {
-	var high *version.Version
-	out := ""
-	for _, v := range vs {
-		p, err := parseVersion(v)
-		if err != nil {
-			continue
-		}
-		if high == nil || p.GreaterThan(high) {
-			high, out = p, strings.TrimPrefix(v, "v")
-		}
-	}
-	return out
-}
-
 // sameVersion compares two versions with or without their "v".
 func sameVersion(a, b string) bool {
 	return a != "" && strings.TrimPrefix(a, "v") == strings.TrimPrefix(b, "v")

@@ -64,7 +64,7 @@ func WriteBundle(t *testing.T, versions map[string]string, files ...File) *bundl
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(f.Content)
-		f.File.SHA256, f.File.Size = hex.EncodeToString(sum[:]), int64(len(f.Content))
+		f.SHA256, f.Size = hex.EncodeToString(sum[:]), int64(len(f.Content))
 		m.Files = append(m.Files, f.File)
 	}
 	raw, err := json.MarshalIndent(m, "", "  ")

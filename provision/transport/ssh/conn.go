@@ -231,7 +231,8 @@ func (c *Conn) Run(ctx context.Context, cmd host.Cmd) error {
 			return fmt.Errorf("%s: run %q: stdin: %w", c.cfg.Name, redacted, err)
 		}
 		go func() {
-			io.Copy(w, cmd.Stdin)
+			// A copy cut short shows as the remote command's own failure.
+			_, _ = io.Copy(w, cmd.Stdin)
 			w.Close()
 		}()
 	}

@@ -200,7 +200,8 @@ func (k *hostKeyChecker) acceptNew(hostname string, key ssh.PublicKey) error {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		return fmt.Errorf("%s: lock %s: %w", k.cfg.describe(), file, err)
 	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	// Closing the file releases the lock too: the unlock is a courtesy.
+	defer func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }()
 
 	db, err := loadKnownHosts(file)
 	if err != nil {

@@ -46,7 +46,7 @@ func (c *Conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		c.sftp = r.c
 		go func() {
 			// An SFTP client whose session died is replaced on next use.
-			r.c.Wait()
+			_ = r.c.Wait() // why it ended does not matter: the next use starts another
 			c.mu.Lock()
 			if c.sftp == r.c {
 				c.sftp = nil
@@ -170,11 +170,13 @@ func privateTempFile(sc *sftp.Client, p string) (string, func(renamed bool), err
 		return "", nil, fmt.Errorf("create %s: %w", stage, err)
 	}
 	tmp := path.Join(stage, path.Base(p))
+	// Best effort after the error that matters; the directory is 0700 and
+	// named as clusterctl's, so a leftover is visible and harmless.
 	cleanup := func(renamed bool) {
 		if !renamed {
-			sc.Remove(tmp)
+			_ = sc.Remove(tmp)
 		}
-		sc.RemoveDirectory(stage)
+		_ = sc.RemoveDirectory(stage)
 	}
 	if err := sc.Chmod(stage, 0o700); err != nil {
 		cleanup(false)

@@ -41,9 +41,13 @@ func startSSHD(t testing.TB, keyFile string) *localSSHD {
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		t.Skip("no /usr/sbin/sshd (apt-get install openssh-server)")
 	}
-	os.MkdirAll("/run/sshd", 0o755)
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	os.Chmod(dir, 0o700)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
@@ -55,7 +59,9 @@ func startSSHD(t testing.TB, keyFile string) *localSSHD {
 		run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyFile)
 	}
 	pub, _ := os.ReadFile(keyFile + ".pub")
-	os.WriteFile(dir+"/authorized_keys", pub, 0o600)
+	if err := os.WriteFile(dir+"/authorized_keys", pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	port := freePort(t)
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
@@ -70,7 +76,9 @@ StrictModes no
 Subsystem sftp internal-sftp
 LogLevel ERROR
 `, port, dir)
-	os.WriteFile(dir+"/sshd_config", []byte(cfg), 0o600)
+	if err := os.WriteFile(dir+"/sshd_config", []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", dir+"/sshd_config")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

@@ -215,7 +215,9 @@ func TestHostKeyMismatchAndUnknown(t *testing.T) {
 	h2, _ := c.Host(2)
 	// h1's address with h2's key, on line 2.
 	kh := filepath.Join(t.TempDir(), "known_hosts")
-	os.WriteFile(kh, []byte("# comment\n"+h1.Addr+" "+keys[h2.Addr]+"\n"), 0o600)
+	if err := os.WriteFile(kh, []byte("# comment\n"+h1.Addr+" "+keys[h2.Addr]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := hostConfig(c, 1, "root")
 	cfg.KnownHostsFile = kh
 	t0 := time.Now()

@@ -54,7 +54,9 @@ func newSigner(t testing.TB) (ssh.Signer, []byte) {
 func clientKey(t testing.TB) (string, ssh.Signer) {
 	s, pemBytes := newSigner(t)
 	p := filepath.Join(t.TempDir(), "id_ed25519")
-	os.WriteFile(p, pemBytes, 0o600)
+	if err := os.WriteFile(p, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return p, s
 }
 
@@ -167,7 +169,9 @@ func (s *testServer) knownLine(hashed bool) string {
 
 func writeFile(t testing.TB, content string) string {
 	p := filepath.Join(t.TempDir(), "known_hosts")
-	os.WriteFile(p, []byte(content), 0o600)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -344,7 +348,9 @@ func TestEncryptedKeyPassphraseEnv(t *testing.T) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	block, _ := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("s3cret-pass"))
 	p := filepath.Join(t.TempDir(), "id")
-	os.WriteFile(p, pem.EncodeToMemory(block), 0o600)
+	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := loadKey(p, "CLUSTERCTL_TEST_PASSPHRASE"); err == nil || !strings.Contains(err.Error(), "CLUSTERCTL_TEST_PASSPHRASE is not set") {
 		t.Fatalf("unset: %v", err)
 	}
