@@ -75,7 +75,7 @@ demo: deps build
 	out=$$(bash e2e/artifacts/build.sh | tail -n 1) && $(BIN) bundle inventories/local --from "$${out#*: }" --from $(DEMO_DIR)/node
 	$(BIN) apply --yes inventories/local
 	$(BIN) apply --yes inventories/local
-	$(DEMO_DIR)/../artifacts/k8s-v1.34.10-$$($(GO) env GOVERSION)/bin/kubectl --context local get nodes -o wide
+	$(DEMO_DIR)/../artifacts/k8s-v1.37.2-$$($(GO) env GOVERSION)/bin/kubectl --context local get nodes -o wide
 
 demo-down:
 	$(GO) run ./e2e/testhosts/cmd/testhosts down --net $(DEMO_NET) --prefix demo

@@ -228,7 +228,7 @@ func (c *cluster) checkStatusHealthy() {
 		t.Errorf("status lists %d nodes, want %d", len(r.Nodes), len(c.e.hosts.Hosts))
 	}
 	for _, n := range r.Nodes {
-		if !n.InSpec || n.SSH != "ok" || !n.Registered || n.Ready != "True" || n.KubeletVersion != "v1.34.10" || !n.Healthy {
+		if !n.InSpec || n.SSH != "ok" || !n.Registered || n.Ready != "True" || n.KubeletVersion != "v1.37.2" || !n.Healthy {
 			t.Errorf("node %+v", n)
 		}
 	}

@@ -146,7 +146,7 @@ func (c *cluster) freshApply(phase string) {
 	}
 }
 
-// verify checks the cluster from outside: every node Ready at v1.34.10,
+// verify checks the cluster from outside: every node Ready at v1.37.2,
 // the control plane's and the system's pods running, flannel on every
 // node, the workload on the NodePort of every node; and on the hosts: the
 // kubelets run, no kubeadm config (with its secrets) is left, no join token.
@@ -176,8 +176,8 @@ func (c *cluster) verify(controlPlanes, hosts int) {
 		for _, cond := range n.Status.Conditions {
 			ready = ready || cond.Type == "Ready" && cond.Status == "True"
 		}
-		if !ready || n.Status.NodeInfo.KubeletVersion != "v1.34.10" {
-			t.Errorf("node %s: ready %v, kubelet %s; want Ready at v1.34.10", n.Metadata.Name, ready, n.Status.NodeInfo.KubeletVersion)
+		if !ready || n.Status.NodeInfo.KubeletVersion != "v1.37.2" {
+			t.Errorf("node %s: ready %v, kubelet %s; want Ready at v1.37.2", n.Metadata.Name, ready, n.Status.NodeInfo.KubeletVersion)
 		}
 	}
 	pods := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "pods", "-n", "kube-system", "--no-headers",

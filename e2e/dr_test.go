@@ -283,7 +283,7 @@ echo "kept: containerd=$(systemctl is-active containerd) kubeadm=$(kubeadm versi
 func (d *drScenario) checkClean(when string) {
 	t, e := d.t, d.c.e
 	want := "kubelet=inactive/disabled\netc-kubernetes=\netcd=0 kubelet-dir=0 cni-conf=0\nlinks=0\nchains=0\ncontainers=0\n" +
-		"kept: containerd=active kubeadm=v1.34.10 hello-image=1 sysctl=yes user-file=mine"
+		"kept: containerd=active kubeadm=v1.37.2 hello-image=1 sysctl=yes user-file=mine"
 	dirty := false
 	for _, h := range e.hosts.Hosts {
 		if got := e.sh(h.Index, hostState); got != want {

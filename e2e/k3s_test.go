@@ -115,7 +115,7 @@ func startK3s(t *testing.T, r k3sRelease, servers int) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.Replace(string(inv), `version: "1.34.10", distribution: "kubeadm"`, fmt.Sprintf(`version: %q, distribution: "k3s"`, r.version), 1)
+	s := strings.Replace(string(inv), `version: "1.37.2", distribution: "kubeadm"`, fmt.Sprintf(`version: %q, distribution: "k3s"`, r.version), 1)
 	if servers > 1 {
 		s = strings.ReplaceAll(s, `roles: ["control-plane"]`, `roles: ["control-plane", "worker"]`)
 	}

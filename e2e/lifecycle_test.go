@@ -97,7 +97,7 @@ func TestScale(t *testing.T) {
 	if rec.Git == nil || rec.Git.Commit != git("rev-parse", "HEAD") || rec.Git.Dirty {
 		t.Errorf("recorded git %+v, want HEAD %s, clean", rec.Git, git("rev-parse", "HEAD"))
 	}
-	if got := hostNames(rec); got != "h1 h2 h3" || rec.KubernetesVersion != "1.34.10" || rec.Distribution != "kubeadm" || len(rec.SpecDigest) != 64 {
+	if got := hostNames(rec); got != "h1 h2 h3" || rec.KubernetesVersion != "1.37.2" || rec.Distribution != "kubeadm" || len(rec.SpecDigest) != 64 {
 		t.Errorf("record %+v", rec)
 	}
 	out := e.clusterctl(0, "plan", e.spec)

@@ -28,15 +28,15 @@ spec:
 `
 
 // TestUpgrade: a 1 control plane + 2 worker kubeadm cluster made at
-// v1.33.13 (from that version's bundle) is upgraded to v1.34.10 by
+// v1.36.3 (from that version's bundle) is upgraded to v1.37.2 by
 // changing kubernetes.version and re-bundling. The plan shows the etcd
 // snapshot, then h1, h2, h3 in that order. The roll runs while this
 // machine sends a request every 100 ms round-robin to the NodePort of
 // every node, counting failures: a first apply stops at h2's drain (a
 // PodDisruptionBudget patched to allow no eviction), leaving h2 uncordoned
-// at v1.33.13 and h3 untouched; with the budget back, a second apply
+// at v1.36.3 and h3 untouched; with the budget back, a second apply
 // continues (snapshot and h1 unchanged). Afterwards every node and the API
-// server run v1.34.10, the cluster is healthy, a snapshot with its sha256
+// server run v1.37.2, the cluster is healthy, a snapshot with its sha256
 // is on h1, a third apply changes nothing, and a downgrade is refused by
 // plan with the skew policy's error.
 func TestUpgrade(t *testing.T) {
@@ -44,14 +44,14 @@ func TestUpgrade(t *testing.T) {
 	t.Parallel() // each scenario has its own hosts, net and kubeconfig
 	const net, prefix = "172.31.15", "ct15"
 	c := &cluster{t: t, mark: time.Now()}
-	oldArt := BuildArtifactsVersion(t, "v1.33.13")
-	newArt := BuildArtifactsVersion(t, "v1.34.10")
-	c.phase("artifacts v1.33.13 and v1.34.10 (e2e/artifacts/build.sh)")
+	oldArt := BuildArtifactsVersion(t, "v1.36.3")
+	newArt := BuildArtifactsVersion(t, "v1.37.2")
+	c.phase("artifacts v1.36.3 and v1.37.2 (e2e/artifacts/build.sh)")
 	c.kubectl = filepath.Join(newArt, "bin", "kubectl")
 
 	e := newEnv(t, 3, net, prefix, "root")
 	c.e = e
-	setVersion(t, e, "1.33.13")
+	setVersion(t, e, "1.36.3")
 	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))
 	e.writeSpec("pdb.cue", `cluster: manifests: "hello-pdb": {path: "manifests/hello-pdb.yaml", namespace: "default"}`)
 	hello, err := os.ReadFile("../inventories/local/manifests/hello.yaml")
@@ -76,24 +76,24 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", oldArt)
-	c.phase("3 hosts booted, node debs, v1.33.13 bundle")
+	c.phase("3 hosts booted, node debs, v1.36.3 bundle")
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
 	c.e.kubeconfig = c.kubeconfig
 	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
 	failedSteps(t, ApplyEvents(out))
-	c.phase("apply: bare hosts -> healthy v1.33.13 cluster")
-	c.checkVersions("v1.33.13")
+	c.phase("apply: bare hosts -> healthy v1.36.3 cluster")
+	c.checkVersions("v1.36.3")
 
 	// The upgrade: the spec's version and the bundle change together.
-	setVersion(t, e, "1.34.10")
+	setVersion(t, e, "1.37.2")
 	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", newArt)
 	plan := e.clusterctl(0, "plan", e.spec)
-	c.phase("re-bundle at v1.34.10, plan")
+	c.phase("re-bundle at v1.37.2, plan")
 	t.Logf("upgrade plan:\n%s", plan)
-	inOrder(t, plan, "  +  cluster/kube/etcd-snapshot  (on h1)", "  ~  h1/kube/upgrade", "control plane: 1.33.13 -> 1.34.10 (kubeadm upgrade plan, then kubeadm upgrade apply v1.34.10)",
+	inOrder(t, plan, "  +  cluster/kube/etcd-snapshot  (on h1)", "  ~  h1/kube/upgrade", "control plane: 1.36.3 -> 1.37.2 (kubeadm upgrade plan, then kubeadm upgrade apply v1.37.2)",
 		"  ~  h2/kube/upgrade", "  ~  h3/kube/upgrade", "  <= cluster/addons/health")
-	for _, bad := range []string{"kubelet: 1.33.13 -> 1.34.10 (bundle)\n        kubeadm", "  ~  h1/kube/install"} {
+	for _, bad := range []string{"kubelet: 1.36.3 -> 1.37.2 (bundle)\n        kubeadm", "  ~  h1/kube/install"} {
 		if strings.Contains(plan, bad) {
 			t.Errorf("the plan swaps binaries outside the upgrade (%q):\n%s", bad, plan)
 		}
@@ -126,14 +126,14 @@ func TestUpgrade(t *testing.T) {
 			t.Errorf("%s: %s (%s), want %s", id, status[id].Type, status[id].Error, want)
 		}
 	}
-	if msg := status["h2/kube/upgrade"].Error; !strings.Contains(msg, "drain h2") || !strings.Contains(msg, "h2 was uncordoned and still runs 1.33.13") {
+	if msg := status["h2/kube/upgrade"].Error; !strings.Contains(msg, "drain h2") || !strings.Contains(msg, "h2 was uncordoned and still runs 1.36.3") {
 		t.Errorf("h2's failure: %s", msg)
 	} else {
 		t.Logf("the stopped roll's error: %s", lastLines(msg, 3))
 	}
 	nodes := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o",
 		`jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.spec.unschedulable}{"\n"}{end}`)
-	if want := "h1 v1.34.10 \nh2 v1.33.13 \nh3 v1.33.13 \n"; nodes != want {
+	if want := "h1 v1.37.2 \nh2 v1.36.3 \nh3 v1.36.3 \n"; nodes != want {
 		t.Errorf("after the stopped roll, nodes (name kubelet unschedulable):\n%s\nwant:\n%s", nodes, want)
 	}
 
@@ -172,15 +172,15 @@ func TestUpgrade(t *testing.T) {
 		t.Errorf("%d of %d requests failed during the roll: the cluster did not keep serving", failed, total)
 	}
 
-	c.checkVersions("v1.34.10")
+	c.checkVersions("v1.37.2")
 	var v struct {
 		ServerVersion struct{ GitVersion string } `json:"serverVersion"`
 	}
-	if err := json.Unmarshal([]byte(Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "version", "-o", "json")), &v); err != nil || v.ServerVersion.GitVersion != "v1.34.10" {
-		t.Errorf("API server version %q (%v), want v1.34.10", v.ServerVersion.GitVersion, err)
+	if err := json.Unmarshal([]byte(Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "version", "-o", "json")), &v); err != nil || v.ServerVersion.GitVersion != "v1.37.2" {
+		t.Errorf("API server version %q (%v), want v1.37.2", v.ServerVersion.GitVersion, err)
 	}
 	c.verify(1, 3)
-	if got := e.sh(1, "cd /var/lib/clusterctl/backups && ls etcd-before-v1.34.10-*.db | wc -l && sha256sum -c --status etcd-before-v1.34.10-*.db.sha256 && echo sha256-ok && stat -c %a ."); !strings.HasPrefix(got, "1\nsha256-ok\n700") {
+	if got := e.sh(1, "cd /var/lib/clusterctl/backups && ls etcd-before-v1.37.2-*.db | wc -l && sha256sum -c --status etcd-before-v1.37.2-*.db.sha256 && echo sha256-ok && stat -c %a ."); !strings.HasPrefix(got, "1\nsha256-ok\n700") {
 		t.Errorf("etcd snapshot on h1: %q, want one snapshot whose sha256 matches, in a 0700 directory", got)
 	}
 	if got := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}{.items[*].metadata.annotations.clusterctl\\.dev/upgrade-cordoned}"); strings.TrimSpace(got) != "" {
@@ -193,11 +193,11 @@ func TestUpgrade(t *testing.T) {
 	c.phase("second apply (no changes)")
 
 	// A downgrade is refused by plan, with the skew policy's words.
-	setVersion(t, e, "1.33.13")
+	setVersion(t, e, "1.36.3")
 	out = e.clusterctl(1, "plan", e.spec)
-	mustContain(t, out, "downgrade 1.34.10 -> 1.33.13 is not supported", "kube/upgrade", "kube/etcd-snapshot")
+	mustContain(t, out, "downgrade 1.37.2 -> 1.36.3 is not supported", "kube/upgrade", "kube/etcd-snapshot")
 	t.Logf("plan of a downgrade:\n%s", lastLines(out, 8))
-	setVersion(t, e, "1.34.10")
+	setVersion(t, e, "1.37.2")
 	c.phase("downgrade refused by plan")
 	c.report()
 }

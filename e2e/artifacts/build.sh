@@ -7,7 +7,8 @@
 #   sudo e2e/artifacts/build.sh            # prints progress, ends with "ready: $OUT" (or "cached: $OUT")
 #
 # Environment (all optional):
-#   K8S_VERSION           Kubernetes version (default v1.34.10; v1.33.13 is known to build)
+#   K8S_VERSION           Kubernetes version (default v1.37.2; every patch in provision/versions/kubernetes.tsv
+#                         is known to build)
 #   IMAGE_REPOSITORY      prefix of the kubeadm images (default registry.local/k8s): must equal the cluster
 #                         spec's kubernetes.imageRepository
 #   APP_IMAGE_REPOSITORY  prefix of the flannel and hello images (default registry.local/clusterctl)
@@ -27,7 +28,7 @@ SECONDS=0
 log() { printf '[artifacts %ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-K8S_VERSION=${K8S_VERSION:-v1.34.10}
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
 IMAGE_REPOSITORY=${IMAGE_REPOSITORY:-registry.local/k8s}
 APP_IMAGE_REPOSITORY=${APP_IMAGE_REPOSITORY:-registry.local/clusterctl}
 CACHE=${CLUSTERCTL_CACHE:-/var/cache/clusterctl}
@@ -48,14 +49,15 @@ FLANNEL_VERSION=v0.28.10
 CNI_FLANNEL_VERSION=v0.9.1 # github.com/containernetworking/plugins/plugins/meta/flannel
 HELLO_TAG=v1
 
-# Per Kubernetes version: the etcd, CoreDNS and pause versions its kubeadm deploys (kubeadm's
-# cmd/kubeadm/app/constants: SupportedEtcdVersion/DefaultEtcdVersion, CoreDNSVersion, PauseVersion). The
-# build checks this table against the kubeadm source and against `kubeadm config images list`.
-case $K8S_VERSION in
-v1.34.10) ETCD_VERSION=3.6.5-0 COREDNS_VERSION=v1.12.1 PAUSE_VERSION=3.10.1 ;;
-v1.33.13) ETCD_VERSION=3.5.24-0 COREDNS_VERSION=v1.12.0 PAUSE_VERSION=3.10 ;;
-*) ETCD_VERSION="" COREDNS_VERSION="" PAUSE_VERSION="" ;; # taken from the kubeadm source below
-esac
+# The etcd, CoreDNS and pause versions this Kubernetes version's kubeadm deploys come from clusterctl's one
+# version table (provision/versions/kubernetes.tsv, read from kubeadm's cmd/kubeadm/app/constants). The build
+# checks that row against the kubeadm source and against `kubeadm config images list`; a version with no row
+# takes them from the kubeadm source.
+VERSIONS_TSV=${VERSIONS_TSV:-$HERE/../../provision/versions/kubernetes.tsv}
+ETCD_VERSION="" COREDNS_VERSION="" PAUSE_VERSION=""
+if [ -f "$VERSIONS_TSV" ]; then
+	read -r ETCD_VERSION COREDNS_VERSION PAUSE_VERSION < <(awk -F'\t' -v p="${K8S_VERSION#v}" '!/^#/ && $2 == p { print $3, $4, $5 }' "$VERSIONS_TSV") || true
+fi
 [[ $K8S_VERSION =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "K8S_VERSION=$K8S_VERSION: want v1.MINOR.PATCH"
 K8S_MINOR=${BASH_REMATCH[1]}
 K8S_PATCH=${BASH_REMATCH[2]}
@@ -360,7 +362,7 @@ k_pause=$(const PauseVersion)
 [ -n "$k_etcd" ] && [ -n "$k_coredns" ] && [ -n "$k_pause" ] || die "cannot read etcd/coredns/pause versions from kubeadm $K8S_VERSION"
 if [ -z "$ETCD_VERSION" ]; then
 	ETCD_VERSION=$k_etcd COREDNS_VERSION=$k_coredns PAUSE_VERSION=$k_pause
-	log "$K8S_VERSION is not in the version table: using kubeadm's etcd $ETCD_VERSION, coredns $COREDNS_VERSION, pause $PAUSE_VERSION"
+	log "$K8S_VERSION has no row in $VERSIONS_TSV: using kubeadm's etcd $ETCD_VERSION, coredns $COREDNS_VERSION, pause $PAUSE_VERSION"
 fi
 [ "$ETCD_VERSION $COREDNS_VERSION $PAUSE_VERSION" = "$k_etcd $k_coredns $k_pause" ] ||
 	die "version table says etcd $ETCD_VERSION coredns $COREDNS_VERSION pause $PAUSE_VERSION, kubeadm $K8S_VERSION says $k_etcd $k_coredns $k_pause"

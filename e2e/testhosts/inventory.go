@@ -17,7 +17,7 @@ type InventoryOptions struct {
 
 // Inventory defaults for the Kubernetes section of the spec.
 const (
-	KubernetesVersion      = "1.34.10"
+	KubernetesVersion      = "1.37.2"
 	KubernetesDistribution = "kubeadm"
 )
 

@@ -26,7 +26,7 @@ func TestInventory(t *testing.T) {
 
 cluster: {
 	name: "local"
-	kubernetes: {version: "1.34.10", distribution: "kubeadm"}
+	kubernetes: {version: "1.37.2", distribution: "kubeadm"}
 	ssh: {user: "root", identityFile: "/c/keys/id_ed25519", knownHostsFile: "/c/runs/ct3/known_hosts"}
 	hosts: {
 		h1: {address: "172.31.7.11", roles: ["control-plane"]}
@@ -39,7 +39,7 @@ cluster: {
 
 cluster: {
 	name: "ha \"x\""
-	kubernetes: {version: "1.34.10", distribution: "kubeadm", controlPlaneEndpoint: mode: "node-local"}
+	kubernetes: {version: "1.37.2", distribution: "kubeadm", controlPlaneEndpoint: mode: "node-local"}
 	ssh: {user: "tester", identityFile: "/c/keys/id_ed25519", knownHostsFile: "/c/runs/ct3/known_hosts"}
 	hosts: {
 		h1: {address: "172.31.7.11", roles: ["control-plane"]}

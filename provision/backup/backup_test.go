@@ -40,7 +40,7 @@ func testCA(t *testing.T) []byte {
 func fixture(t *testing.T) (backup.Metadata, map[string][]byte, []byte) {
 	snap := []byte(strings.Repeat("etcd snapshot bytes\n", 5000))
 	sum := sha256.Sum256(snap)
-	meta := backup.Metadata{Cluster: "e2e", SpecDigest: strings.Repeat("ab", 32), Distribution: "kubeadm", KubernetesVersion: "1.34.10",
+	meta := backup.Metadata{Cluster: "e2e", SpecDigest: strings.Repeat("ab", 32), Distribution: "kubeadm", KubernetesVersion: "1.37.2",
 		TakenAt: time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC), Host: "h1",
 		Etcd: backup.Etcd{Version: "3.6.0", Image: "registry.local/k8s/etcd:3.6.5-0", Member: "h1", Revision: 676, TotalKeys: 428,
 			SHA256: hex.EncodeToString(sum[:]), Size: int64(len(snap))}}

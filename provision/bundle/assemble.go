@@ -18,7 +18,7 @@ type AssembleOptions struct {
 	// Sources are directories laid out like a bundle (bin/, debs/, rpms/,
 	// images/); later sources win when two hold the same path.
 	Sources []string
-	// Versions are recorded in the manifest (e.g. "kubernetes": "1.34.10").
+	// Versions are recorded in the manifest (e.g. "kubernetes": "1.37.2").
 	Versions map[string]string
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)

@@ -45,7 +45,7 @@ func TestAssembleOpenVerify(t *testing.T) {
 	write(t, filepath.Join(src1, "README"), []byte("not an artifact"))
 	write(t, filepath.Join(src2, "bin", "kubelet"), []byte("kubelet v2: later sources win"))
 
-	m, err := Assemble(out, AssembleOptions{Sources: []string{src1, src2}, Versions: map[string]string{"kubernetes": "1.34.10"}})
+	m, err := Assemble(out, AssembleOptions{Sources: []string{src1, src2}, Versions: map[string]string{"kubernetes": "1.37.2"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,8 +120,27 @@ func openSessionWith(ctx context.Context, d *deps, args []string, stderr io.Writ
 		return nil, err
 	}
 	fmt.Fprintf(stderr, "Gathered facts from %d hosts in %.2fs.\n", len(all), time.Since(start).Seconds())
+	ws, err := plan.VersionSupport(c, all, s.previous != nil || clusterExists(c, all))
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		warn(w)
+	}
 	s.runner = &hostRunner{hosts: f.hosts, facts: all, bundle: b, redactor: red}
 	return s, nil
+}
+
+// clusterExists says whether a control plane already runs Kubernetes (a
+// cluster made before state records, or one whose record cannot be read):
+// its kubelet or k3s is installed.
+func clusterExists(c *spec.Cluster, all map[string]*facts.Facts) bool {
+	for _, name := range c.ControlPlanes() {
+		if f := all[name]; f != nil && (f.Kubelet != "" || f.K3s != "") {
+			return true
+		}
+	}
+	return false
 }
 
 // warner prints warnings that concern the plan to stderr as they are found,

@@ -117,7 +117,7 @@ func TestConnectSpecHostAcceptsNew(t *testing.T) {
 	known := filepath.Join(t.TempDir(), "known_hosts")
 	c := testSpec(t, `
 	name: "e2e"
-	kubernetes: version: "1.34.10"
+	kubernetes: version: "1.37.2"
 	hosts: h1: {address: "127.0.0.1", roles: ["control-plane"], ssh: port: `+strconv.Itoa(port)+`}
 	ssh: {hostKeyPolicy: "accept-new", knownHostsFile: "`+known+`", identityFile: "`+clientKey(t)+`", connectTimeout: "3s"}`)
 	f, err := connect(c, host.NewRedactor())

@@ -9,8 +9,8 @@ import (
 )
 
 func TestBackupFits(t *testing.T) {
-	c := &spec.Cluster{Name: "e2e", Digest: "d2", Kubernetes: spec.Kubernetes{Distribution: "kubeadm", Version: "1.34.10"}}
-	base := backup.Metadata{Cluster: "e2e", SpecDigest: "d2", Distribution: "kubeadm", KubernetesVersion: "1.34.10"}
+	c := &spec.Cluster{Name: "e2e", Digest: "d2", Kubernetes: spec.Kubernetes{Distribution: "kubeadm", Version: "1.37.2"}}
+	base := backup.Metadata{Cluster: "e2e", SpecDigest: "d2", Distribution: "kubeadm", KubernetesVersion: "1.37.2"}
 	for _, tc := range []struct {
 		name   string
 		mod    func(m *backup.Metadata)
@@ -20,7 +20,7 @@ func TestBackupFits(t *testing.T) {
 	}{
 		{name: "same"},
 		{name: "spec changed", mod: func(m *backup.Metadata) { m.SpecDigest = "d1" }, warned: "the spec changed since the backup"},
-		{name: "patch", mod: func(m *backup.Metadata) { m.KubernetesVersion = "1.34.9" }, warned: "the backup is of Kubernetes 1.34.9, the spec wants 1.34.10"},
+		{name: "patch", mod: func(m *backup.Metadata) { m.KubernetesVersion = "1.37.1" }, warned: "the backup is of Kubernetes 1.37.1, the spec wants 1.37.2"},
 		{name: "minor", mod: func(m *backup.Metadata) { m.KubernetesVersion = "1.33.13" }, err: "another minor version"},
 		{name: "other cluster", mod: func(m *backup.Metadata) { m.Cluster = "prod" }, err: `restore refused: the backup is of cluster "prod", the spec describes "e2e"; pass --force`},
 		{name: "other cluster forced", mod: func(m *backup.Metadata) { m.Cluster = "prod" }, force: true, warned: `the backup is of cluster "prod"`},

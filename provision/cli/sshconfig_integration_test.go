@@ -104,7 +104,7 @@ Host *
 
 cluster: {
 	name: "sc"
-	kubernetes: version: "1.34.10"
+	kubernetes: version: "1.37.2"
 	ssh: {config: "ssh_config", connectTimeout: "4s"}
 	hosts: %q: {address: %q, roles: ["control-plane"]}
 }

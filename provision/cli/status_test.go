@@ -36,7 +36,7 @@ func testSpec(t *testing.T, body string) *spec.Cluster {
 
 const oneCPSpec = `
 	name: "e2e"
-	kubernetes: version: "1.34.10"
+	kubernetes: version: "1.37.2"
 	hosts: {
 		h1: {address: "172.31.10.11", roles: ["control-plane"]}
 		h2: {address: "172.31.10.12", roles: ["worker"]}
@@ -46,7 +46,7 @@ const oneCPSpec = `
 
 const haSpec = `
 	name: "ha"
-	kubernetes: {version: "1.34.10", controlPlaneEndpoint: mode: "node-local"}
+	kubernetes: {version: "1.37.2", controlPlaneEndpoint: mode: "node-local"}
 	hosts: {
 		h1: {address: "172.31.13.11", roles: ["control-plane"]}
 		h2: {address: "172.31.13.12", roles: ["control-plane"]}
@@ -128,7 +128,7 @@ func expectState(t *testing.T, h *hosttest.Fake, rec *state.Record, lh *hosttest
 
 func testRecord(c *spec.Cluster, digest string) *state.Record {
 	r := &state.Record{Format: state.FormatVersion, Cluster: c.Name, SpecDigest: digest, Git: &state.Git{Commit: "4f2a9c1e7b3d5a6f8e9d0c1b2a3f4e5d6c7b8a9f"},
-		Clusterctl: "v0.4.0", Distribution: "kubeadm", KubernetesVersion: "1.34.10",
+		Clusterctl: "v0.4.0", Distribution: "kubeadm", KubernetesVersion: "1.37.2",
 		AppliedAt: time.Date(2026, 11, 21, 18, 30, 0, 0, time.UTC), AppliedBy: "ann@laptop"}
 	for _, n := range c.Names() {
 		r.Hosts = append(r.Hosts, state.Host{Name: n, Address: c.Hosts[n].Address, Roles: c.Hosts[n].Roles, User: "root", Port: 22})
@@ -149,9 +149,9 @@ func TestStatusHealthy(t *testing.T) {
 	f["h1"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok",
 		`{"level":"warn","msg":"unrecognized environment variable"}`+"\n"+`[{"endpoint":"https://172.31.10.11:2379","health":true,"took":"10.6ms"}]`,
 		[]string{
-			nodeJSON("h1", "True", "KubeletReady", "v1.34.10", "172.31.10.11", "control-plane"),
-			nodeJSON("h2", "True", "KubeletReady", "v1.34.10", "172.31.10.12"),
-			nodeJSON("h3", "True", "KubeletReady", "v1.34.10", "172.31.10.13"),
+			nodeJSON("h1", "True", "KubeletReady", "v1.37.2", "172.31.10.11", "control-plane"),
+			nodeJSON("h2", "True", "KubeletReady", "v1.37.2", "172.31.10.12"),
+			nodeJSON("h3", "True", "KubeletReady", "v1.37.2", "172.31.10.13"),
 			podJSON("etcd-h1", "h1", true),
 			podJSON("kube-proxy-abcde", "h2", true),
 		}, "0 200\n"))
@@ -180,11 +180,11 @@ func TestStatusLostControlPlane(t *testing.T) {
 	members := `[{"endpoint":"https://172.31.13.12:2379","health":true,"took":"9ms"},{"endpoint":"https://172.31.13.13:2379","health":true,"took":"11ms"},` +
 		`{"endpoint":"https://172.31.13.11:2379","health":false,"took":"5.0s","error":"context deadline exceeded"}]` + "\nError: unhealthy cluster\ncommand terminated with exit code 1"
 	f["h2"].ExpectFunc("look", isLook).Stdout(lookAnswer("ok", "ok", members, []string{
-		nodeJSON("h1", "Unknown", "NodeStatusUnknown", "v1.34.10", "172.31.13.11", "control-plane"),
-		nodeJSON("h2", "True", "KubeletReady", "v1.34.10", "172.31.13.12", "control-plane"),
-		nodeJSON("h3", "True", "KubeletReady", "v1.34.10", "172.31.13.13"),
+		nodeJSON("h1", "Unknown", "NodeStatusUnknown", "v1.37.2", "172.31.13.11", "control-plane"),
+		nodeJSON("h2", "True", "KubeletReady", "v1.37.2", "172.31.13.12", "control-plane"),
+		nodeJSON("h3", "True", "KubeletReady", "v1.37.2", "172.31.13.13"),
 		nodeJSON("h4", "True", "KubeletReady", "v1.33.13", "172.31.13.14"),
-		nodeJSON("h9", "True", "KubeletReady", "v1.34.10", "172.31.13.19"),
+		nodeJSON("h9", "True", "KubeletReady", "v1.37.2", "172.31.13.19"),
 		podJSON("etcd-h1", "h1", false),
 		podJSON("etcd-h2", "h2", true),
 		`{"kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 5, "updatedNumberScheduled": 5, "numberAvailable": 4}}`,
@@ -203,7 +203,7 @@ func TestStatusLostControlPlane(t *testing.T) {
 		"etcd member h1 (https://172.31.13.11:2379): unhealthy: context deadline exceeded",
 		"pod kube-system/etcd-h1 on h1: not ready",
 		"node h3: not a control plane in the cluster, but the spec says it is",
-		"node h4: kubelet v1.33.13, want v1.34.10",
+		"node h4: kubelet v1.33.13, want v1.37.2",
 		"daemonset kube-system/kube-proxy: 4 of 5 pods available (5 updated)",
 		"probe hello-h4 (http://172.31.13.14:30080/): status 503, want 200",
 	} {
@@ -222,7 +222,7 @@ func TestStatusLostControlPlane(t *testing.T) {
 func TestStatusNoControlPlane(t *testing.T) {
 	c := testSpec(t, `
 	name: "e2e"
-	kubernetes: version: "1.34.10"
+	kubernetes: version: "1.37.2"
 	hosts: {
 		h1: {address: "172.31.10.11", roles: ["control-plane"]}
 		h2: {address: "172.31.10.12", roles: ["worker"]}

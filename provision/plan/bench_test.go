@@ -28,7 +28,7 @@ func writeSpecWith(tb testing.TB, n int, extra string) string {
 	tb.Helper()
 	dir := tb.TempDir()
 	var b strings.Builder
-	b.WriteString("package clusterctl\n\ncluster: {\n\tname: \"gen\"\n\tkubernetes: {version: \"1.34.10\"")
+	b.WriteString("package clusterctl\n\ncluster: {\n\tname: \"gen\"\n\tkubernetes: {version: \"1.37.2\"")
 	cps := 1
 	if n >= 10 {
 		cps = 3

@@ -86,7 +86,7 @@ func onlinePlan(t *testing.T) *plan.Plan {
 	p.Warnings = []string{"host old left the spec but the cluster's record of its last apply still lists it"}
 	p.Previous = &state.Record{Format: 1, Cluster: "prod-ha", SpecDigest: strings.Repeat("a", 64),
 		Git: &state.Git{Commit: strings.Repeat("1", 40), Dirty: true}, Clusterctl: "v0.1.0",
-		Distribution: "kubeadm", KubernetesVersion: "1.34.10",
+		Distribution: "kubeadm", KubernetesVersion: "1.37.2",
 		Hosts:     []state.Host{{Name: "old", Address: "10.0.0.9", Roles: []string{"worker"}, User: "ops", Port: 2222}},
 		AppliedAt: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), AppliedBy: "ci@runner"}
 	p.Steps[0].Action = step.ActionUpdate

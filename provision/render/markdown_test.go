@@ -72,7 +72,7 @@ func hostilePlan() *plan.Plan {
 		Previous: &state.Record{
 			Cluster: "c", SpecDigest: strings.Repeat("a", 64),
 			Git:        &state.Git{Commit: "0123456789abcdef0123456789abcdef01234567</details>", Dirty: true},
-			Clusterctl: "v1", Distribution: "kubeadm", KubernetesVersion: "1.34.10",
+			Clusterctl: "v1", Distribution: "kubeadm", KubernetesVersion: "1.37.2",
 			AppliedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), AppliedBy: "<img src=x onerror=alert(1)>|ci",
 		},
 		Steps: []plan.PlannedStep{

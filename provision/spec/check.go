@@ -16,20 +16,25 @@ import (
 	version "github.com/hashicorp/go-version"
 
 	schema "github.com/clusterctl/clusterctl/cue"
+	"github.com/clusterctl/clusterctl/provision/versions"
 )
 
-// Supported Kubernetes versions per distribution: the oldest minor still
-// patched upstream and the newest one this release was tested with.
-var supportedVersions = map[string]string{
-	"kubeadm": ">= 1.30.0, < 1.35.0",
-	"k3s":     ">= 1.30.0, < 1.35.0",
-}
+// acceptedVersions is the range validate accepts for every distribution: the
+// minors in provision/versions' table, supported or past their end of life
+// (those only run and upgrade existing clusters; the plan decides).
+var acceptedVersions = fmt.Sprintf(">= 1.%d.0, < 1.%d.0", versions.Oldest().Minor, versions.Newest().Minor+1)
 
 // k3sBuildRE is the build metadata of k3s releases ("k3s1").
 var k3sBuildRE = regexp.MustCompile(`^k3s[0-9]+$`)
 
-// SupportedVersions returns the version constraint for a distribution.
-func SupportedVersions(distribution string) string { return supportedVersions[distribution] }
+// SupportedVersions returns the versions validate accepts for a distribution
+// clusterctl knows, "" for any other.
+func SupportedVersions(distribution string) string {
+	if distribution != "kubeadm" && distribution != "k3s" {
+		return ""
+	}
+	return acceptedVersions
+}
 
 // checker runs the semantic checks CUE cannot express and collects every
 // problem with its position.
@@ -161,19 +166,27 @@ func (k *checker) version() {
 		return
 	}
 	dist := k.c.Kubernetes.Distribution
-	constraint := supportedVersions[dist]
-	cs, err := version.NewConstraint(constraint)
-	if err != nil {
-		panic(err) // the table above is constant
-	}
 	// Build metadata (+k3s1) does not change the release.
 	core := v.Core()
-	if !cs.Check(core) {
-		k.fail(path, "%s is outside the versions supported for %s (%s)", k.c.Kubernetes.Version, dist, constraint)
+	if _, ok := versions.Lookup(core.String()); !ok {
+		k.fail(path, "%s is outside what clusterctl runs: it supports Kubernetes %s, and runs %s-%s only to upgrade clusters that already exist",
+			k.c.Kubernetes.Version, versions.Window(), versions.Oldest().Name(), eolNewest())
 	}
 	if dist == "kubeadm" && v.Metadata() != "" {
 		k.fail(path, "%s carries build metadata %q; kubeadm versions are plain (e.g. %s)", k.c.Kubernetes.Version, v.Metadata(), core)
 	}
+}
+
+// eolNewest is the newest minor past its end of life that clusterctl still
+// runs, e.g. "1.34".
+func eolNewest() string {
+	n := versions.Oldest().Name()
+	for _, m := range versions.All() {
+		if !m.Supported {
+			return m.Name()
+		}
+	}
+	return n
 }
 
 func (k *checker) durations() {

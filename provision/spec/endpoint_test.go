@@ -13,7 +13,7 @@ import (
 func specWith(t *testing.T, n int, endpoint string) (*Cluster, error) {
 	t.Helper()
 	var b strings.Builder
-	b.WriteString("package clusterctl\n\ncluster: {\n\tname: \"t\"\n\tkubernetes: {\n\t\tversion: \"1.34.10\"\n")
+	b.WriteString("package clusterctl\n\ncluster: {\n\tname: \"t\"\n\tkubernetes: {\n\t\tversion: \"1.37.2\"\n")
 	if endpoint != "" {
 		fmt.Fprintf(&b, "\t\tcontrolPlaneEndpoint: %s\n", endpoint)
 	}

@@ -420,7 +420,7 @@ var patternDescriptions = describePatterns(map[string]string{
 	"#LabelValue":   "a Kubernetes label value",
 	"#Name":         "a name (letters, digits, '-', '_' and '.')",
 	"#ImageRef":     "an image reference",
-	"#K8sVersion":   "a Kubernetes version such as 1.34.10 (no leading v)",
+	"#K8sVersion":   "a Kubernetes version such as 1.37.2 (no leading v)",
 	"#SHA256":       "a sha256 digest (64 lowercase hex digits)",
 })
 

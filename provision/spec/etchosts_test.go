@@ -26,7 +26,7 @@ func TestEtcHostsMode(t *testing.T) {
 		{name: "host override bool", host: `false`, want: EtcHostsAll, wantHost: EtcHostsUnmanaged},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := "package clusterctl\n\ncluster: {\n\tname: \"t\"\n\tkubernetes: version: \"1.34.10\"\n"
+			src := "package clusterctl\n\ncluster: {\n\tname: \"t\"\n\tkubernetes: version: \"1.37.2\"\n"
 			if tc.cluster != "" {
 				src += "\thostPrep: etcHosts: " + tc.cluster + "\n"
 			}

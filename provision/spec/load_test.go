@@ -77,7 +77,7 @@ func mustGetwd(t *testing.T) string {
 // Kubernetes manifest beside the spec stays out of it.
 func TestLoadStrayYAMLField(t *testing.T) {
 	dir := t.TempDir()
-	spec := "cluster:\n  name: t\n  kubernetes:\n    version: 1.34.10\n  hosts:\n    cp1:\n      address: 192.168.1.10\n      roles: [control-plane]\nnetwork:\n  podCIDR: 10.0.0.0/16\n"
+	spec := "cluster:\n  name: t\n  kubernetes:\n    version: 1.37.2\n  hosts:\n    cp1:\n      address: 192.168.1.10\n      roles: [control-plane]\nnetwork:\n  podCIDR: 10.0.0.0/16\n"
 	manifest := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n"
 	for name, body := range map[string]string{"cluster.yaml": spec, "namespace.yaml": manifest} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -99,14 +99,14 @@ func TestSSHWritten(t *testing.T) {
 		want             map[string]bool
 	}{
 		{"cue defaults", "c.cue", `package clusterctl
-cluster: {name: "x", kubernetes: version: "1.34.10", hosts: a: {address: "10.0.0.1", roles: ["control-plane"]}, ssh: config: "~/.ssh/config"}
+cluster: {name: "x", kubernetes: version: "1.37.2", hosts: a: {address: "10.0.0.1", roles: ["control-plane"]}, ssh: config: "~/.ssh/config"}
 `, map[string]bool{}},
 		{"cue written", "c.cue", `package clusterctl
-cluster: {name: "x", kubernetes: version: "1.34.10", hosts: a: {address: "10.0.0.1", roles: ["control-plane"]}, ssh: {user: "root", hostKeyPolicy: "strict"}}
+cluster: {name: "x", kubernetes: version: "1.37.2", hosts: a: {address: "10.0.0.1", roles: ["control-plane"]}, ssh: {user: "root", hostKeyPolicy: "strict"}}
 `, map[string]bool{"user": true, "hostKeyPolicy": true}},
 		{"yaml written", "c.yaml", `cluster:
   name: x
-  kubernetes: {version: "1.34.10"}
+  kubernetes: {version: "1.37.2"}
   hosts: {a: {address: "10.0.0.1", roles: [control-plane]}}
   ssh: {port: 22, knownHostsFile: kh}
 `, map[string]bool{"port": true, "knownHostsFile": true}},

@@ -14,8 +14,8 @@ func TestMatchesSchema(t *testing.T) {
 		{"#UserName", "root", true},
 		{"#UserName", "ops-1", true},
 		{"#UserName", "root;id", false},
-		{"#K8sVersion", "1.34.10+k3s1", true},
-		{"#K8sVersion", "v1.34.10", false},
+		{"#K8sVersion", "1.37.2+k3s1", true},
+		{"#K8sVersion", "v1.37.2", false},
 		{"#SHA256", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", true},
 		{"#SHA256", "abc", false},
 	}

@@ -35,6 +35,7 @@ type Cluster struct {
 
 type Kubernetes struct {
 	Version              string          `json:"version"`
+	AllowUnsupported     bool            `json:"allowUnsupported"`
 	Distribution         string          `json:"distribution"`
 	ControlPlaneEndpoint *Endpoint       `json:"controlPlaneEndpoint,omitempty"`
 	ClusterDomain        string          `json:"clusterDomain"`

@@ -27,7 +27,7 @@ func sample() Record {
 	return Record{
 		Format: FormatVersion, Cluster: "prod", SpecDigest: sampleDigest,
 		Git:        &Git{Commit: "0123456789abcdef01230123456789abcdef0123", Dirty: true},
-		Clusterctl: "v0.3.0", Distribution: "kubeadm", KubernetesVersion: "1.34.10",
+		Clusterctl: "v0.3.0", Distribution: "kubeadm", KubernetesVersion: "1.37.2",
 		Hosts: []Host{
 			{Name: "cp1", Address: "10.0.0.1", Roles: []string{"control-plane"}, User: "root", Port: 22},
 			{Name: "w1", Address: "10.0.0.2", Roles: []string{"worker"}, User: "ops", Port: 2222},
@@ -109,7 +109,7 @@ func TestRemoved(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	r := sample()
-	want := "applied 2026-11-22 03:04:05 UTC by ann@laptop from commit 0123456789ab (with uncommitted changes), kubeadm 1.34.10, 2 hosts, clusterctl v0.3.0"
+	want := "applied 2026-11-22 03:04:05 UTC by ann@laptop from commit 0123456789ab (with uncommitted changes), kubeadm 1.37.2, 2 hosts, clusterctl v0.3.0"
 	if got := r.Summary(); got != want {
 		t.Fatalf("Summary =\n%s\nwant\n%s", got, want)
 	}

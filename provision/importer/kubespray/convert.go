@@ -16,7 +16,7 @@ import (
 
 // DefaultKubernetesVersion is written when kube_version is missing or
 // unusable; TestDefaultVersionSupported keeps it inside what validate accepts.
-const DefaultKubernetesVersion = "1.34.10"
+const DefaultKubernetesVersion = "1.37.2"
 
 // Kubespray's own defaults (roles/kubespray_defaults) for the variables the
 // spec maps: an inventory that does not set one runs with these.

@@ -15,7 +15,7 @@ import (
 	"github.com/clusterctl/clusterctl/provision/steps/steptest"
 )
 
-var health = addons.Health{Nodes: []string{"h1", "h2", "h3"}, Version: "1.34.10", Timeout: "1500ms",
+var health = addons.Health{Nodes: []string{"h1", "h2", "h3"}, Version: "1.37.2", Timeout: "1500ms",
 	Probes: []addons.Probe{{Name: "hello-h2", URL: "http://172.31.10.12:30080/", Status: 200}}}
 
 func node(name, ready, version string) string {
@@ -47,7 +47,7 @@ func answerEtcd(readyz, etcd, members string, items []string, probes string) str
 		`{"apiVersion": "v1", "kind": "List", "items": [` + strings.Join(items, ",") + "]}\n@@probes\n" + probes
 }
 
-var healthyItems = []string{node("h1", "True", "v1.34.10"), node("h2", "True", "v1.34.10"), node("h3", "True", "v1.34.10"), podRunning, podApp, deployOK, dsOK}
+var healthyItems = []string{node("h1", "True", "v1.37.2"), node("h2", "True", "v1.37.2"), node("h3", "True", "v1.37.2"), podRunning, podApp, deployOK, dsOK}
 
 func isLook(l string) bool { return strings.HasPrefix(l, "echo @@readyz; ") }
 
@@ -67,7 +67,7 @@ func TestHealthHealthy(t *testing.T) {
 // TestHealthBecomesHealthy: a node still joining, then Ready: no error.
 func TestHealthBecomesHealthy(t *testing.T) {
 	h := hosttest.NewFake(t, "h1")
-	h.ExpectFunc("look", isLook).Stdout(answer("ok", []string{node("h1", "True", "v1.34.10"), node("h2", "False", "v1.34.10")}, "0 000\n"))
+	h.ExpectFunc("look", isLook).Stdout(answer("ok", []string{node("h1", "True", "v1.37.2"), node("h2", "False", "v1.37.2")}, "0 000\n"))
 	h.ExpectFunc("look", isLook).Stdout(answer("ok", healthyItems, "0 200\n"))
 	if err := health.Apply(context.Background(), step.Target{Host: h, Facts: someFacts()}); err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestHealthBecomesHealthy(t *testing.T) {
 
 func TestHealthUnhealthy(t *testing.T) {
 	h := hosttest.NewFake(t, "h1")
-	items := []string{node("h1", "True", "v1.34.10"), node("h2", "False", "v1.33.13"), podRunning, podCrash, podApp, deployBad, dsBad, stsBad}
+	items := []string{node("h1", "True", "v1.37.2"), node("h2", "False", "v1.33.13"), podRunning, podCrash, podApp, deployBad, dsBad, stsBad}
 	h.ExpectFunc("look", isLook).Stdout(answer("[-]etcd failed: reason withheld\nreadyz check failed", items, "0 503\n")).AnyTimes()
 	err := health.Apply(context.Background(), step.Target{Host: h, Facts: someFacts()})
 	if !errors.Is(err, addons.ErrUnhealthy) {
@@ -86,7 +86,7 @@ func TestHealthUnhealthy(t *testing.T) {
 		"cluster unhealthy after 1.5s (3 checks): ",
 		"API server /readyz: [-]etcd failed: reason withheld",
 		"node h2: not Ready (KubeletNotReady)",
-		"node h2: kubelet v1.33.13, want v1.34.10",
+		"node h2: kubelet v1.33.13, want v1.37.2",
 		"node h3: not registered",
 		"pod kube-system/coredns-2: container coredns CrashLoopBackOff",
 		"deployment default/hello: 2 of 3 replicas available (3 updated)",
@@ -122,14 +122,14 @@ func TestHealthAPIDown(t *testing.T) {
 func TestHealthProbeWithoutCurl(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
 	defer srv.Close()
-	op := addons.Health{Nodes: []string{"h1"}, Version: "1.34.10", Timeout: "10ms", Probes: []addons.Probe{{Name: "tea", URL: srv.URL, Status: 418}}}
+	op := addons.Health{Nodes: []string{"h1"}, Version: "1.37.2", Timeout: "10ms", Probes: []addons.Probe{{Name: "tea", URL: srv.URL, Status: 418}}}
 	h := hosttest.NewFake(t, "h1")
-	h.ExpectFunc("look", isLook).Stdout(answer("ok", []string{node("h1", "True", "v1.34.10")}, "no curl\n"))
+	h.ExpectFunc("look", isLook).Stdout(answer("ok", []string{node("h1", "True", "v1.37.2")}, "no curl\n"))
 	if err := op.Apply(context.Background(), step.Target{Host: h, Facts: someFacts()}); err != nil {
 		t.Fatal(err)
 	}
 	op.Probes[0].Status = 200
-	h.ExpectFunc("look", isLook).Stdout(answer("ok", []string{node("h1", "True", "v1.34.10")}, "no curl\n")).AnyTimes()
+	h.ExpectFunc("look", isLook).Stdout(answer("ok", []string{node("h1", "True", "v1.37.2")}, "no curl\n")).AnyTimes()
 	if err := op.Apply(context.Background(), step.Target{Host: h, Facts: someFacts()}); err == nil || !strings.Contains(err.Error(), "status 418, want 200") {
 		t.Errorf("error %v", err)
 	}
@@ -150,7 +150,7 @@ func TestHealthInvalid(t *testing.T) {
 // TestHealthEtcd: etcd as the API server sees it and as each member says;
 // a control plane without an etcd pod (external etcd) is not a problem.
 func TestHealthEtcd(t *testing.T) {
-	items := []string{node("h1", "True", "v1.34.10"), node("h2", "True", "v1.34.10"), node("h3", "True", "v1.34.10")}
+	items := []string{node("h1", "True", "v1.37.2"), node("h2", "True", "v1.37.2"), node("h3", "True", "v1.37.2")}
 	members := `{"level":"warn","msg":"unrecognized environment variable"}` + "\n" +
 		`[{"endpoint":"https://172.31.10.11:2379","health":true,"took":"9ms"},{"endpoint":"https://172.31.10.12:2379","health":false,"took":"5s","error":"context deadline exceeded"}]` +
 		"\nError: unhealthy cluster\ncommand terminated with exit code 1"
@@ -192,7 +192,7 @@ func TestHealthNodeLost(t *testing.T) {
 	h := hosttest.NewFake(t, "h1")
 	pod := `{"kind": "Pod", "metadata": {"name": "kube-proxy-x", "namespace": "kube-system"}, "spec": {"nodeName": "h3"}, "status": {"phase": "Running",
 		"conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": [{"name": "kube-proxy", "ready": true}]}}`
-	items := []string{node("h1", "True", "v1.34.10"), node("h2", "True", "v1.34.10"), node("h3", "Unknown", "v1.34.10"), pod}
+	items := []string{node("h1", "True", "v1.37.2"), node("h2", "True", "v1.37.2"), node("h3", "Unknown", "v1.37.2"), pod}
 	h.ExpectFunc("look", isLook).Stdout(answer("ok", items, "0 200\n"))
 	r, err := addons.Look(context.Background(), h, health.Expect())
 	if err != nil {

@@ -50,7 +50,7 @@ func (m member) validate() error {
 		errs = append(errs, fmt.Errorf("distribution %q: the k3s driver's steps build k3s clusters only", c.Distribution))
 	}
 	if !versionRE.MatchString(c.Version) {
-		errs = append(errs, fmt.Errorf("k3s version %q: want e.g. 1.34.10+k3s1", c.Version))
+		errs = append(errs, fmt.Errorf("k3s version %q: want e.g. 1.37.2+k3s1", c.Version))
 	}
 	errs = append(errs, c.NetworkErrors()...)
 	if c.ProxyMode != "iptables" && c.ProxyMode != "ipvs" {

@@ -80,7 +80,7 @@ func (o Install) validate() error {
 		errs = append(errs, fmt.Errorf("k3s role %q: want server or agent", o.Role))
 	}
 	if !versionRE.MatchString(o.Version) {
-		errs = append(errs, fmt.Errorf("k3s version %q: want e.g. 1.34.10+k3s1", o.Version))
+		errs = append(errs, fmt.Errorf("k3s version %q: want e.g. 1.37.2+k3s1", o.Version))
 	}
 	switch o.Source {
 	case "bundle":

@@ -222,7 +222,7 @@ func TestInstallErrors(t *testing.T) {
 		op   k3s.Install
 		want string
 	}{
-		{k3s.Install{Version: "1.34.2", Source: "bundle", Role: "server"}, "want e.g. 1.34.10+k3s1"},
+		{k3s.Install{Version: "1.34.2", Source: "bundle", Role: "server"}, "want e.g. 1.37.2+k3s1"},
 		{k3s.Install{Version: "1.34.2+k3s1", Source: "online", Role: "server"}, `artifacts.urls "k3s"`},
 		{k3s.Install{Version: "1.34.2+k3s1", Source: "online", Role: "server", Binary: &k3s.Download{URL: "ftp://x/k3s", SHA256: "nope"}}, "is not an http(s) URL"},
 		{k3s.Install{Version: "1.34.2+k3s1", Source: "bundle", Role: "worker"}, `role "worker"`},

@@ -233,7 +233,7 @@ func TestNodeErrors(t *testing.T) {
 		}
 	}
 	bad(func(o *k3s.JoinAgent) { o.Node.Labels["a"] = "b\nserver: x" }, "is not a label")
-	bad(func(o *k3s.JoinAgent) { o.Cluster.Version = "1.34.2" }, "want e.g. 1.34.10+k3s1")
+	bad(func(o *k3s.JoinAgent) { o.Cluster.Version = "1.34.2" }, "want e.g. 1.37.2+k3s1")
 	bad(func(o *k3s.JoinAgent) { o.Cluster.Endpoint = "10.0.0.1; rm -rf /" }, "want HOST:PORT")
 	bad(func(o *k3s.JoinAgent) { o.Runtime.Mirrors = map[string][]string{"docker.io": {"https://m\"\nx: 1"}} }, "is not an http(s) URL")
 	bad(func(o *k3s.JoinAgent) { o.Cluster.Distribution = "kubeadm" }, "k3s clusters only")

@@ -25,7 +25,7 @@ type Download struct {
 // nothing (the node steps do) and restarts a running k3s only when its
 // binary changed.
 type Install struct {
-	Version string `json:"version"` // e.g. 1.34.10+k3s1
+	Version string `json:"version"` // e.g. 1.37.2+k3s1
 	Source  string `json:"source"`  // bundle | online
 	Role    string `json:"role"`    // server | agent
 	// Online: the binary's and (optionally) the air-gap images' URLs

@@ -1,0 +1,78 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/clusterctl/clusterctl/provision/facts"
+	"github.com/clusterctl/clusterctl/provision/spec"
+)
+
+func supportSpec(version string) *spec.Cluster {
+	c := &spec.Cluster{}
+	c.Kubernetes.Version, c.Kubernetes.Distribution, c.Network.KubeProxyMode = version, "kubeadm", "iptables"
+	return c
+}
+
+// A supported minor on cgroup v2 hosts with containerd 2 has nothing to say.
+func TestVersionSupportQuiet(t *testing.T) {
+	fs := map[string]*facts.Facts{"h1": {CgroupV: 2, Containerd: "2.4.1"}, "h2": {CgroupV: 2}}
+	for _, v := range []string{"1.35.4", "1.36.3", "1.37.2"} {
+		ws, err := VersionSupport(supportSpec(v), fs, false)
+		if err != nil || len(ws) != 0 {
+			t.Errorf("%s: warnings %q, error %v; want none", v, ws, err)
+		}
+	}
+}
+
+// An end-of-life minor: refused for a new cluster unless allowUnsupported,
+// a warning naming the next minor for one that exists.
+func TestVersionSupportEndOfLife(t *testing.T) {
+	c := supportSpec("1.34.10")
+	_, err := VersionSupport(c, nil, false)
+	if err == nil || !strings.Contains(err.Error(), "1.35, 1.36 and 1.37") || !strings.Contains(err.Error(), "allowUnsupported: true") ||
+		!strings.Contains(err.Error(), "new cluster") {
+		t.Errorf("new 1.34 cluster: error %v; want the window and allowUnsupported named", err)
+	}
+	ws, err := VersionSupport(c, nil, true)
+	if err != nil || len(ws) != 1 || !strings.Contains(ws[0], "past its upstream end of life") || !strings.Contains(ws[0], "kubernetes.version 1.35.4") {
+		t.Errorf("existing 1.34 cluster: warnings %q, error %v; want one naming the upgrade to 1.35.4", ws, err)
+	}
+	c.Kubernetes.AllowUnsupported = true
+	ws, err = VersionSupport(c, nil, false)
+	if err != nil || len(ws) != 1 || !strings.Contains(ws[0], "allowUnsupported is true") {
+		t.Errorf("allowUnsupported: warnings %q, error %v", ws, err)
+	}
+	if _, err := VersionSupport(supportSpec("1.32.4"), nil, true); err == nil || !strings.Contains(err.Error(), "1.33-1.37") {
+		t.Errorf("1.32: error %v, want the known range", err)
+	}
+}
+
+// What upstream deprecates is named with the hosts that rely on it.
+func TestVersionSupportDeprecations(t *testing.T) {
+	fs := map[string]*facts.Facts{
+		"h2": {CgroupV: 1, Containerd: "1.6.20"},
+		"h1": {CgroupV: 1, Containerd: "1.6.20"},
+		"h3": {CgroupV: 2, Containerd: "2.4.1"},
+		"h4": nil, // did not answer: reported by the fact gathering
+	}
+	c := supportSpec("1.37.2")
+	c.Network.KubeProxyMode = "ipvs"
+	ws, err := VersionSupport(c, fs, false)
+	if err != nil || len(ws) != 3 {
+		t.Fatalf("warnings %q, error %v; want cgroup v1, containerd 1.x and ipvs", ws, err)
+	}
+	for i, want := range []string{"h1, h2 run cgroup v1", "h1 (1.6.20), h2 (1.6.20) run containerd 1.x", "deprecates the ipvs proxier"} {
+		if !strings.Contains(ws[i], want) {
+			t.Errorf("warning %d %q lacks %q", i, ws[i], want)
+		}
+	}
+	// 1.34's kubelet runs on cgroup v1 by default: nothing to say about it.
+	c = supportSpec("1.34.10")
+	ws, _ = VersionSupport(c, map[string]*facts.Facts{"h1": {CgroupV: 1}}, true)
+	for _, w := range ws {
+		if strings.Contains(w, "cgroup") {
+			t.Errorf("1.34 warns about cgroup v1: %q", w)
+		}
+	}
+}
