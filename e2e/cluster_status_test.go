@@ -137,6 +137,24 @@ func (c *cluster) kubectlErr(args ...string) (string, error) {
 // everywhere): the hello image holds only its server, and a new client
 // image would change the artifacts' cache key. busybox 1.35's wget crashes
 // with -T, so the bound is busybox timeout.
+// checkProxyMode: kube-proxy runs in mode, as its ConfigMap says and, for
+// nftables, as the table on every host shows (its services chain there).
+func (c *cluster) checkProxyMode(mode string) {
+	t := c.t
+	cfg := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "configmap", "-n", "kube-system", "kube-proxy", "-o", "jsonpath={.data.config\\.conf}")
+	if !strings.Contains(cfg, "mode: "+mode+"\n") {
+		t.Errorf("kube-proxy ConfigMap does not say mode: %s:\n%s", mode, cfg)
+	}
+	if mode != "nftables" {
+		return
+	}
+	for _, h := range c.e.hosts.Hosts {
+		if got := c.e.sh(h.Index, `nft list chain ip kube-proxy services >/dev/null && echo services`); got != "services" {
+			t.Errorf("%s: kube-proxy's nftables table (ip kube-proxy, its services chain): got %q", h.Name, got)
+		}
+	}
+}
+
 func (c *cluster) checkPodToPod() {
 	t := c.t
 	image := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "daemonset", "-n", "kube-flannel", "kube-flannel-ds",

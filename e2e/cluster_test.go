@@ -18,7 +18,7 @@ import (
 // hosts' /24.
 const clusterSpec = `cluster: {
 	kubernetes: imageRepository: "registry.local/k8s" // as e2e/artifacts/build.sh names the images
-	network: {cni: "flannel", kubeProxyMode: "iptables"} // this kernel has no ip_vs
+	network: cni: "flannel" // kube-proxy in nftables mode, the default (TestScale runs iptables; this kernel has no ip_vs)
 	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}
 	health: {
 		timeout: "5m"
@@ -54,6 +54,7 @@ func TestCluster(t *testing.T) {
 	c.checkContext()
 	c.checkKubeconfigPrint()
 	c.checkPodToPod()
+	c.checkProxyMode("nftables")
 	c.checkStatusHealthy()
 	c.secondApply()
 	c.checkStatusNodeLost(3)

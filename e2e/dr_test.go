@@ -276,13 +276,13 @@ const hostState = `echo "kubelet=$(systemctl is-active kubelet)/$(systemctl is-e
 echo "etc-kubernetes=$(ls -A /etc/kubernetes | grep -vx kubelet-resolv.conf | tr '\n' ' ')"
 echo "etcd=$(ls -A /var/lib/etcd | wc -l) kubelet-dir=$(ls -A /var/lib/kubelet | wc -l) cni-conf=$(ls -A /etc/cni/net.d | wc -l)"
 echo "links=$(ls /sys/class/net | grep -cE '^(cni0|flannel)')"
-echo "chains=$(iptables-save | grep -cE '^:(KUBE-|FLANNEL)')"
+echo "chains=$(iptables-save | grep -cE '^:(KUBE-|FLANNEL)') nft-tables=$(nft list tables | grep -c ' kube-proxy$')"
 echo "containers=$(ctr -n k8s.io containers ls -q | wc -l)"
 echo "kept: containerd=$(systemctl is-active containerd) kubeadm=$(kubeadm version -o short) hello-image=$(ctr -n k8s.io images ls -q | grep -c '/hello:v1$') sysctl=$(test -f /etc/sysctl.d/99-kubernetes.conf && echo yes) user-file=$(cat /root/keep-me)"`
 
 func (d *drScenario) checkClean(when string) {
 	t, e := d.t, d.c.e
-	want := "kubelet=inactive/disabled\netc-kubernetes=\netcd=0 kubelet-dir=0 cni-conf=0\nlinks=0\nchains=0\ncontainers=0\n" +
+	want := "kubelet=inactive/disabled\netc-kubernetes=\netcd=0 kubelet-dir=0 cni-conf=0\nlinks=0\nchains=0 nft-tables=0\ncontainers=0\n" +
 		"kept: containerd=active kubeadm=v1.37.2 hello-image=1 sysctl=yes user-file=mine"
 	dirty := false
 	for _, h := range e.hosts.Hosts {

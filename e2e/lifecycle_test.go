@@ -20,7 +20,7 @@ import (
 // stay in the cluster the whole time (h1 and h3; h2 leaves, h4 joins).
 const scaleSpec = `cluster: {
 	kubernetes: imageRepository: "registry.local/k8s"
-	network: {cni: "flannel", kubeProxyMode: "iptables"}
+	network: {cni: "flannel", kubeProxyMode: "iptables"} // the other scenarios run nftables
 	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}
 	health: {
 		timeout: "5m"

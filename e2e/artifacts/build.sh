@@ -37,7 +37,7 @@ JOBS=${ARTIFACTS_JOBS:-$(nproc)}
 
 # The node's packages beyond the test-host rootfs, and that rootfs's own package list (kept in step with
 # e2e/testhosts/make-rootfs.sh when it is beside us).
-NODE_PACKAGES="containerd runc containernetworking-plugins conntrack socat ethtool ipset"
+NODE_PACKAGES="containerd runc containernetworking-plugins conntrack socat ethtool ipset nftables"
 BASE_PACKAGES=openssh-server,openssh-sftp-server,systemd,systemd-sysv,dbus,iproute2,iptables,sudo,procps,kmod,ca-certificates,python3,curl
 if [ -f "$HERE/../testhosts/make-rootfs.sh" ]; then
 	p=$(sed -n 's/^PACKAGES=\([a-z0-9.,+-]*\)$/\1/p' "$HERE/../testhosts/make-rootfs.sh")
@@ -175,10 +175,10 @@ need_apt_lists() {
 	apt-get update -qq
 }
 
-if ! command -v xtables-nft-multi >/dev/null; then
-	log "installing iptables on the build machine (its xtables-nft-multi goes into kube-proxy and flannel)"
+if ! command -v xtables-nft-multi >/dev/null || ! command -v nft >/dev/null; then
+	log "installing iptables and nftables on the build machine (xtables-nft-multi goes into kube-proxy and flannel, nft into kube-proxy)"
 	need_apt_lists
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables nftables >/dev/null
 fi
 for c in apt-get apt-cache dpkg-deb ldd sha256sum flock; do command -v $c >/dev/null || die "$c not found"; done
 
@@ -423,6 +423,19 @@ iptables_spec() {
 	for l in $libs; do echo "file $(readlink -f "$l") $l 0755"; done
 }
 iptables_spec >"$WORK/iptables.spec"
+
+# nft for kube-proxy's nftables mode (knftables runs the nft binary): the build machine's nft and the
+# libraries ldd resolves for it, at those paths.
+nft_spec() {
+	local x l
+	x=$(readlink -f "$(command -v nft)")
+	echo "file $x /usr/sbin/nft 0755"
+	for l in $(ldd "$x" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | LC_ALL=C sort -u); do
+		echo "file $(readlink -f "$l") $l 0755"
+	done
+}
+nft_spec >"$WORK/nft.spec"
+log "nft for kube-proxy: $(grep -c . "$WORK/nft.spec") entries from $(dpkg-query -W -f '${Package} ${Version}' nftables 2>/dev/null || echo nftables)"
 log "iptables for images: $(grep -c . "$WORK/iptables.spec") entries ($(grep -c '^file .*\.so[.0-9]* /l' "$WORK/iptables.spec") libraries) from $(dpkg-query -W -f '${Package} ${Version}' iptables 2>/dev/null || echo iptables)"
 
 : >"$STAGE/images.txt"
@@ -445,9 +458,10 @@ for c in kube-apiserver kube-controller-manager kube-scheduler; do
 	image $c "$IMAGE_REPOSITORY/$c:$K8S_VERSION" /usr/local/bin/$c /usr/local/bin/$c "$(spec $c "file $kube/$c /usr/local/bin/$c 0755")"
 done
 spec kube-proxy "file $kube/kube-proxy /usr/local/bin/kube-proxy 0755" >/dev/null
-cat "$WORK/iptables.spec" >>"$WORK/kube-proxy.spec"
+# iptables and nft share libraries (libc, libmnl, ...): each destination once
+cat "$WORK/iptables.spec" "$WORK/nft.spec" | awk '$1 != "file" || !seen[$3]++' >>"$WORK/kube-proxy.spec"
 image kube-proxy "$IMAGE_REPOSITORY/kube-proxy:$K8S_VERSION" /usr/local/bin/kube-proxy \
-	/usr/local/bin/kube-proxy,/usr/sbin/iptables,/usr/sbin/ip6tables-restore "$WORK/kube-proxy.spec"
+	/usr/local/bin/kube-proxy,/usr/sbin/iptables,/usr/sbin/ip6tables-restore,/usr/sbin/nft "$WORK/kube-proxy.spec"
 image etcd "$IMAGE_REPOSITORY/etcd:$ETCD_VERSION" /usr/local/bin/etcd /usr/local/bin/etcd,/usr/local/bin/etcdctl,/usr/local/bin/etcdutl \
 	"$(spec etcd "file $etcd/etcd /usr/local/bin/etcd 0755" "file $etcd/etcdctl /usr/local/bin/etcdctl 0755" \
 		"file $etcd/etcdutl /usr/local/bin/etcdutl 0755" "dir /var/lib/etcd 0700")" -env ETCDCTL_API=3

@@ -161,8 +161,11 @@ func (b *builder) after(hostName, phase string) []string {
 
 func (b *builder) packages() []string {
 	p := []string{"conntrack", "socat", "ipset", "iptables", "ethtool"}
-	if b.c.Network.KubeProxyMode == "ipvs" {
+	switch b.c.Network.KubeProxyMode {
+	case "ipvs":
 		p = append(p, "ipvsadm")
+	case "nftables":
+		p = append(p, "nftables") // nft: to read kube-proxy's rules on the host, and for reset to remove them
 	}
 	if nodeLocal(b.c) {
 		p = append(p, "haproxy") // the node-local API server proxy
@@ -205,6 +208,8 @@ func requiredBy(proxyMode string, mods []string) map[string]string {
 			out[m] = "hostPrep.sysctl net.bridge.bridge-nf-call-iptables"
 		case proxyMode == "ipvs" && (m == "nf_conntrack" || len(m) >= 5 && m[:5] == "ip_vs"):
 			out[m] = "network.kubeProxyMode \"ipvs\""
+		case proxyMode == "nftables" && m == "nf_tables":
+			out[m] = "network.kubeProxyMode \"nftables\""
 		}
 	}
 	return out

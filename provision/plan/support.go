@@ -67,6 +67,19 @@ func VersionSupport(c *spec.Cluster, fs map[string]*facts.Facts, exists bool) (w
 		warnings = append(warnings, fmt.Sprintf("%s run containerd 1.x, which lacks the CRI RuntimeConfig call: the kubelet %s falls back to its own cgroupDriver, a fallback upstream marks as losing support; containerd 2 is the runtime to move to",
 			strings.Join(old, ", "), m.Name()))
 	}
+	if c.Network.KubeProxyMode == "nftables" {
+		var old []string
+		for name, f := range fs {
+			if f != nil && f.Kernel != "" && !kernelAtLeast(f.Kernel, 5, 13) {
+				old = append(old, name+" ("+f.Kernel+")")
+			}
+		}
+		if len(old) > 0 {
+			sort.Strings(old)
+			return warnings, fmt.Errorf("network.kubeProxyMode \"nftables\": kube-proxy needs Linux 5.13 or newer for it, and %s run older kernels: upgrade them, or choose kubeProxyMode \"iptables\"",
+				strings.Join(old, ", "))
+		}
+	}
 	if c.Network.KubeProxyMode == "ipvs" && m.Minor >= 35 {
 		warnings = append(warnings, fmt.Sprintf("network.kubeProxyMode \"ipvs\": kube-proxy %s deprecates the ipvs proxier and says to use nftables", m.Name()))
 	}
@@ -80,4 +93,14 @@ func next(m versions.Minor) string {
 		return n.Patch
 	}
 	return versions.Default()
+}
+
+// kernelAtLeast reads "MAJOR.MINOR..." of a kernel release (uname -r); one it
+// cannot read passes, and kube-proxy's own check has the last word.
+func kernelAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return true
+	}
+	return ma > major || ma == major && mi >= minor
 }

@@ -76,3 +76,23 @@ func TestVersionSupportDeprecations(t *testing.T) {
 		}
 	}
 }
+
+// nftables mode needs Linux 5.13 on every host; the error names the old ones.
+func TestVersionSupportNftablesKernel(t *testing.T) {
+	c := supportSpec("1.37.2")
+	c.Network.KubeProxyMode = "nftables"
+	fs := map[string]*facts.Facts{"h1": {CgroupV: 2, Kernel: "6.18.44-fc-v1147"}, "h2": {CgroupV: 2, Kernel: "5.10.0-28-amd64"}, "h3": {CgroupV: 2, Kernel: "5.13.0"}}
+	_, err := VersionSupport(c, fs, false)
+	if err == nil || !strings.Contains(err.Error(), "h2 (5.10.0-28-amd64)") || strings.Contains(err.Error(), "h3") || strings.Contains(err.Error(), "h1") {
+		t.Errorf("error %v; want h2 named alone", err)
+	}
+	delete(fs, "h2")
+	if ws, err := VersionSupport(c, fs, false); err != nil || len(ws) != 0 {
+		t.Errorf("new kernels: warnings %q, error %v", ws, err)
+	}
+	c.Network.KubeProxyMode = "iptables"
+	fs["h2"] = &facts.Facts{CgroupV: 2, Kernel: "4.19.0"}
+	if _, err := VersionSupport(c, fs, false); err != nil {
+		t.Errorf("iptables on an old kernel: %v", err)
+	}
+}

@@ -214,17 +214,19 @@ func (k *checker) durations() {
 }
 
 func (k *checker) modules() {
-	if k.c.Network.KubeProxyMode != "ipvs" {
+	mode := k.c.Network.KubeProxyMode
+	need := map[string]string{"ipvs": "ip_vs", "nftables": "nf_tables"}[mode]
+	if need == "" {
 		return
 	}
 	for _, name := range k.c.HostOrder {
 		mods := k.c.HostPrepFor(name).KernelModules
-		if !contains(mods, "ip_vs") {
+		if !contains(mods, need) {
 			path := []string{"hostPrep", "kernelModules"}
 			if hp := k.c.Hosts[name].HostPrep; hp != nil && hp.KernelModules != nil {
 				path = []string{"hosts", name, "hostPrep", "kernelModules"}
 			}
-			k.fail(path, "network.kubeProxyMode is \"ipvs\" but host %s would not load ip_vs; add it, or choose kubeProxyMode \"iptables\"", name)
+			k.fail(path, "network.kubeProxyMode is %q but host %s would not load %s; add it, or choose kubeProxyMode \"iptables\"", mode, name, need)
 			return
 		}
 	}

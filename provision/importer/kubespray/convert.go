@@ -345,11 +345,11 @@ func (c *converter) network(w *cueWriter) {
 	}
 	mode, set := c.strOrDefault("kube_proxy_mode")
 	switch mode {
-	case "iptables", "ipvs":
+	case "iptables", "ipvs", "nftables":
 		w.field("kubeProxyMode", cueString(mode), source(set, "kube_proxy_mode"))
 	case "": // reported
 	default:
-		c.report("kube_proxy_mode", "%q: clusterctl runs kube-proxy in iptables or ipvs mode; the spec keeps iptables", mode)
+		c.report("kube_proxy_mode", "%q: clusterctl runs kube-proxy in nftables, iptables or ipvs mode; the spec keeps nftables", mode)
 	}
 	plugin, set := c.strOrDefault("kube_network_plugin")
 	switch plugin {

@@ -38,7 +38,7 @@ const oneCP = "all:\n  children:\n    kube_control_plane:\n      hosts:\n       
 func TestConvertUnmapped(t *testing.T) {
 	res := convertYAML(t, oneCP, GroupVars{"k8s_cluster": {
 		"kube_version":             "v1.28.2",
-		"kube_proxy_mode":          "nftables",
+		"kube_proxy_mode":          "userspace",
 		"kube_pods_subnet":         "{{ my_subnet }}",
 		"container_manager":        "crio",
 		"etcd_deployment_type":     "kubeadm",
@@ -49,7 +49,7 @@ func TestConvertUnmapped(t *testing.T) {
 	for _, want := range []string{
 		`kube_version: v1.28.2 is outside the versions clusterctl supports for kubeadm`,
 		`kube_network_plugin: "calico" (kube_network_plugin unset: kubespray's default): clusterctl installs flannel only`,
-		`kube_proxy_mode: "nftables"`,
+		`kube_proxy_mode: "userspace"`,
 		`kube_pods_subnet: "{{ my_subnet }}" is a Jinja template`,
 		`container_manager: "crio"`,
 		`group etcd: e1 is not in kube_control_plane: clusterctl has stacked etcd only`,

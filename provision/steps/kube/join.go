@@ -207,7 +207,7 @@ func (j joiner) apply(ctx context.Context, t step.Target) error {
 			return fmt.Errorf("upload the control-plane certificates on %s: kubeadm printed no certificate key", j.via)
 		}
 	}
-	cfg, err := renderJoin(j.cluster, j.node, t.Bundle != nil, token, hash, certKey)
+	cfg, err := renderJoin(j.cluster, j.node, t.Bundle != nil, t.Facts != nil && t.Facts.CgroupV == 1, token, hash, certKey)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,7 @@ type nodeConfig struct {
 	BindPort                             int
 	Token, TokenTTL, CertificateKey      string
 	Timeouts                             timeoutsConfig
+	IgnorePreflightErrors                []string
 
 	// init
 	ClusterName, KubernetesVersion, ControlPlaneEndpoint, ImageRepository string
@@ -203,7 +204,11 @@ func (c Cluster) bindPort() int {
 // newNodeConfig fills what Init- and JoinConfiguration share. Images are
 // never pulled with a bundle: a missing image is then an error at once,
 // not a hang on a registry the hosts cannot reach.
-func newNodeConfig(c Cluster, n Node, fromBundle bool) nodeConfig {
+//
+// On a cgroup v1 host, kubeadm's SystemVerification preflight fails from
+// 1.35 on ("you must also explicitly skip this validation", besides the
+// kubelet's failCgroupV1: false): that check is skipped there and only there.
+func newNodeConfig(c Cluster, n Node, fromBundle, cgroupV1 bool) nodeConfig {
 	q := yamlString
 	cfg := nodeConfig{
 		NodeName:         q(n.Name),
@@ -216,6 +221,9 @@ func newNodeConfig(c Cluster, n Node, fromBundle bool) nodeConfig {
 	}
 	if fromBundle {
 		cfg.ImagePullPolicy = q("Never")
+	}
+	if cgroupV1 {
+		cfg.IgnorePreflightErrors = []string{q("SystemVerification")}
 	}
 	for _, t := range n.Taints {
 		tc := taintConfig{Key: q(t.Key), Effect: q(t.Effect)}
@@ -259,7 +267,7 @@ func apiServerSANs(c Cluster) []string {
 func renderInit(o InitControlPlane, fromBundle bool, quirks hostQuirks, token, certKey string) ([]byte, error) {
 	q := yamlString
 	c := o.Cluster
-	cfg := newNodeConfig(c, o.Node, fromBundle)
+	cfg := newNodeConfig(c, o.Node, fromBundle, quirks.CgroupV1)
 	cfg.Token, cfg.CertificateKey = q(token), q(certKey)
 	cfg.ClusterName = q(c.Name)
 	cfg.KubernetesVersion = q(GitVersion(c.Version))
@@ -277,10 +285,10 @@ func renderInit(o InitControlPlane, fromBundle bool, quirks hostQuirks, token, c
 }
 
 // renderJoin is the kubeadm join config of a worker or further control plane
-// (certKey set).
-func renderJoin(c Cluster, n Node, fromBundle bool, token, caHash, certKey string) ([]byte, error) {
+// (certKey set) on a host with cgroup v1 or not.
+func renderJoin(c Cluster, n Node, fromBundle, cgroupV1 bool, token, caHash, certKey string) ([]byte, error) {
 	q := yamlString
-	cfg := newNodeConfig(c, n, fromBundle)
+	cfg := newNodeConfig(c, n, fromBundle, cgroupV1)
 	cfg.APIServerEndpoint, cfg.Token, cfg.CACertHash = q(c.Endpoint), q(token), q(caHash)
 	if certKey != "" {
 		cfg.ControlPlane, cfg.CertificateKey = true, q(certKey)

@@ -72,7 +72,7 @@ type Residue struct {
 	Dirs           map[string]int // non-empty state directories: entries
 	Mounts         int            // under the kubelet's directory
 	Links          []string       // CNI and kube-proxy interfaces
-	Chains         map[string]int // iptables/ip6tables: KUBE-*/FLANNEL* chains
+	Chains         map[string]int // iptables/ip6tables: KUBE-*/FLANNEL* chains; nftables: kube-proxy tables
 	Containers     int            // in containerd's k8s.io namespace
 	Netns          int            // CNI network namespaces
 }
@@ -140,6 +140,9 @@ func (r Residue) Diff() []step.DiffLine {
 			d = append(d, step.DiffLine{Key: t, From: plural(n, "KUBE-/FLANNEL chain", "KUBE-/FLANNEL chains"), To: "(removed)"})
 		}
 	}
+	if n := r.Chains["nftables"]; n > 0 {
+		d = append(d, step.DiffLine{Key: "nftables", From: plural(n, "kube-proxy table", "kube-proxy tables"), To: "(removed)"})
+	}
 	return d
 }
 
@@ -159,6 +162,7 @@ func residueProbe() string {
 	b.WriteString(`echo "mounts $(awk '$2 ~ "^/var/lib/kubelet/"' /proc/mounts | wc -l)"; `)
 	b.WriteString("for i in " + host.Join(resetLinks...) + `; do [ -e "/sys/class/net/$i" ] && echo "link $i"; done; `)
 	b.WriteString(`for t in iptables ip6tables; do command -v $t-save >/dev/null 2>&1 && echo "chains $t $($t-save 2>/dev/null | grep -cE '^:(KUBE-|FLANNEL)')"; done; `)
+	b.WriteString(`command -v nft >/dev/null 2>&1 && echo "chains nftables $(nft list tables 2>/dev/null | grep -c ' kube-proxy$')"; `)
 	b.WriteString(`command -v ctr >/dev/null 2>&1 && echo "containers $(ctr -n ` + ContainerdNamespace + ` containers ls -q 2>/dev/null | wc -l)"; `)
 	b.WriteString(`echo "netns $(ls /var/run/netns 2>/dev/null | grep -c '^cni-')"; true`)
 	return b.String()

@@ -160,3 +160,29 @@ func TestDeleteNode(t *testing.T) {
 		t.Error("hostile node name accepted")
 	}
 }
+
+// kube-proxy's nftables tables are residue too, named in the plan; a host
+// without them (or without nft) has nothing to say about nftables.
+func TestResidueNftables(t *testing.T) {
+	h := hosttest.NewFake(t, "h1")
+	h.ExpectFunc("probe", isResidueProbe).Stdout("kubelet inactive disabled\nchains iptables 0\nchains nftables 2\n")
+	r, err := kube.ProbeResidue(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.ClusterState() {
+		t.Error("two kube-proxy tables are not cluster state")
+	}
+	var got []string
+	for _, d := range r.Diff() {
+		got = append(got, d.Key+": "+d.From+" -> "+d.To)
+	}
+	if want := "nftables: 2 kube-proxy tables -> (removed)"; strings.Join(got, "\n") != want {
+		t.Errorf("diff %q, want %q", got, want)
+	}
+	h = hosttest.NewFake(t, "h1")
+	h.ExpectFunc("probe", isResidueProbe).Stdout(residueNone + "chains nftables 0\n")
+	if r, err := kube.ProbeResidue(context.Background(), h); err != nil || !r.Empty() {
+		t.Errorf("no tables: residue %+v, error %v; want empty", r, err)
+	}
+}

@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"github.com/clusterctl/clusterctl/provision/versions"
 	"strings"
 
 	version "github.com/hashicorp/go-version"
@@ -96,19 +97,12 @@ func sameVersion(a, b string) bool {
 }
 
 // PauseVersion is the pause (sandbox) image tag kubeadm of a Kubernetes
-// version deploys (cmd/kubeadm/app/constants PauseVersion), so containerd's
-// sandbox image is one the version's bundle holds.
+// version deploys, from the version table (provision/versions), so
+// containerd's sandbox image is one the version's bundle holds. A version
+// the table lacks gets the newest minor's.
 func PauseVersion(k8s string) string {
-	v, err := parseVersion(k8s)
-	if err != nil {
-		return "3.10.1"
+	if m, ok := versions.Lookup(k8s); ok {
+		return m.Pause
 	}
-	switch s := v.Segments(); {
-	case s[0] == 1 && s[1] <= 30:
-		return "3.9"
-	case s[0] == 1 && s[1] <= 33:
-		return "3.10"
-	default:
-		return "3.10.1"
-	}
+	return versions.Newest().Pause
 }

@@ -66,7 +66,7 @@ func TestCheckKubelet(t *testing.T) {
 }
 
 func TestPauseVersion(t *testing.T) {
-	for v, want := range map[string]string{"1.30.14": "3.9", "1.31.1": "3.10", "1.33.13": "3.10", "1.34.10": "3.10.1", "1.35.0": "3.10.1", "bad": "3.10.1"} {
+	for v, want := range map[string]string{"1.33.13": "3.10", "1.34.10": "3.10.1", "1.35.0": "3.10.1", "1.36.3": "3.10.2", "1.37.2": "3.10.2", "1.37.2+k3s1": "3.10.2", "bad": "3.10.2", "1.30.14": "3.10.2"} {
 		if got := kube.PauseVersion(v); got != want {
 			t.Errorf("PauseVersion(%s) = %s, want %s", v, got, want)
 		}
