@@ -55,6 +55,13 @@ func VersionSupport(c *spec.Cluster, fs map[string]*facts.Facts, exists bool) (w
 			return warnings, fmt.Errorf("kubernetes.version %s: the kubelet %s no longer runs on cgroup v1, and %s run it: boot them with cgroup v2 (systemd.unified_cgroup_hierarchy=1) or stay on an older minor",
 				c.Kubernetes.Version, m.Name(), strings.Join(v1, ", "))
 		case "optIn":
+			if from, ok := oldestKubelet(fs); ok && from.CgroupV1 == "default" {
+				// kubeadm upgrade keeps the cluster's kubelet config, which
+				// lacks failCgroupV1: false, so the new kubelets would refuse
+				// to start. Stop here rather than half-way through the roll.
+				return warnings, fmt.Errorf("kubernetes.version %s: the kubelets run %s, and upgrading them to %s on cgroup v1 hosts (%s) needs failCgroupV1: false in the cluster's kubelet config, which clusterctl does not add during an upgrade yet: move those hosts to cgroup v2 first",
+					c.Kubernetes.Version, from.Name(), m.Name(), strings.Join(v1, ", "))
+			}
 			warnings = append(warnings, fmt.Sprintf("%s run cgroup v1, which upstream deprecates: the kubelet %s refuses it by default and is configured with failCgroupV1: false to run there; move the hosts to cgroup v2",
 				strings.Join(v1, ", "), m.Name()))
 		}
@@ -103,4 +110,20 @@ func kernelAtLeast(release string, major, minor int) bool {
 		return true
 	}
 	return ma > major || ma == major && mi >= minor
+}
+
+// oldestKubelet is the oldest minor a host's kubelet runs, if any host has
+// one the table knows.
+func oldestKubelet(fs map[string]*facts.Facts) (versions.Minor, bool) {
+	var oldest versions.Minor
+	found := false
+	for _, f := range fs {
+		if f == nil || f.Kubelet == "" {
+			continue
+		}
+		if m, ok := versions.Lookup(strings.TrimPrefix(f.Kubelet, "v")); ok && (!found || m.Minor < oldest.Minor) {
+			oldest, found = m, true
+		}
+	}
+	return oldest, found
 }

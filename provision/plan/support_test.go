@@ -96,3 +96,22 @@ func TestVersionSupportNftablesKernel(t *testing.T) {
 		t.Errorf("iptables on an old kernel: %v", err)
 	}
 }
+
+// A cluster whose kubelets run a minor that allows cgroup v1 by default is
+// not upgraded into one that refuses it while hosts still run cgroup v1:
+// kubeadm upgrade would keep a kubelet config without failCgroupV1: false.
+func TestVersionSupportCgroupV1Upgrade(t *testing.T) {
+	fs := map[string]*facts.Facts{"h1": {CgroupV: 1, Kubelet: "v1.34.10"}, "h2": {CgroupV: 1, Kubelet: "1.35.4"}}
+	_, err := VersionSupport(supportSpec("1.35.4"), fs, true)
+	if err == nil || !strings.Contains(err.Error(), "the kubelets run 1.34") || !strings.Contains(err.Error(), "h1, h2") {
+		t.Errorf("1.34 -> 1.35 on cgroup v1: error %v", err)
+	}
+	fs["h1"].CgroupV, fs["h2"].CgroupV = 2, 2
+	if _, err := VersionSupport(supportSpec("1.35.4"), fs, true); err != nil {
+		t.Errorf("1.34 -> 1.35 on cgroup v2: %v", err)
+	}
+	fs = map[string]*facts.Facts{"h1": {CgroupV: 1, Kubelet: "v1.36.3"}}
+	if ws, err := VersionSupport(supportSpec("1.37.2"), fs, true); err != nil || len(ws) != 1 {
+		t.Errorf("1.36 -> 1.37 on cgroup v1: warnings %q, error %v; want the cgroup v1 warning", ws, err)
+	}
+}
