@@ -264,6 +264,9 @@ func (o Reset) Apply(ctx context.Context, t step.Target) error {
 	}
 	line := host.Join("sh", "-s", "--", CRISocket, LogDir, member)
 	if err := h.Run(ctx, host.Cmd{Line: line, Stdin: strings.NewReader(resetScript), Stderr: &stderr}); err != nil {
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			return fmt.Errorf("reset %s: %w; the reset said: %s", h.Name(), err, host.Tail(s, 1024))
+		}
 		return fmt.Errorf("reset %s: %w", h.Name(), err)
 	}
 	left, err := ProbeResidue(ctx, h)
