@@ -56,9 +56,16 @@ type env struct {
 // of the node packages. user is the SSH user (root, tester).
 func newEnv(t *testing.T, n int, net, prefix, user string) *env {
 	t.Helper()
+	return newEnvRelease(t, n, net, prefix, user, "bookworm")
+}
+
+// newEnvRelease is newEnv on hosts of a Debian release (bookworm, trixie),
+// with that release's node packages.
+func newEnvRelease(t *testing.T, n int, net, prefix, user, release string) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c, err := testhosts.Start(ctx, testhosts.Options{Net: net, Count: n, Prefix: prefix, Logf: t.Logf})
+	c, err := testhosts.Start(ctx, testhosts.Options{Net: net, Count: n, Prefix: prefix, Release: release, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +76,7 @@ func newEnv(t *testing.T, n int, net, prefix, user string) *env {
 		t.Fatal(err)
 	}
 	artifacts := filepath.Join(e.spec, "artifacts")
-	run(t, "bash", "node-debs.sh", artifacts)
+	run(t, "bash", "node-debs.sh", artifacts, release)
 	e.writeSpec("bundle.cue", `cluster: artifacts: {mode: "bundle", bundleDir: "bundle"}`)
 	e.clusterctl(0, "bundle", e.spec, "--from", artifacts)
 	return e
@@ -147,7 +154,7 @@ func (e *env) verifyPrepared(sysctlValues map[string]string) {
 			"hosts block":          {"sed -n '/BEGIN clusterctl/,/END clusterctl/p' /etc/hosts | grep -c '# clusterctl$'", fmt.Sprint(len(e.hosts.Hosts))},
 			"fstab swap":           {"grep -Ec '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab || true", "0"},
 			"swap devices":         {"tail -n +2 /proc/swaps | wc -l", "0"},
-			"modules file":         {"cat /etc/modules-load.d/kubernetes.conf | grep -v '^#' | tr '\\n' ' '", "overlay br_netfilter"},
+			"modules file":         {"cat /etc/modules-load.d/kubernetes.conf | grep -v '^#' | tr '\\n' ' '", "overlay br_netfilter nf_tables"}, // nf_tables: kube-proxy's default nftables mode
 			"containerd active":    {"systemctl is-active containerd", "active"},
 			"containerd enabled":   {"systemctl is-enabled containerd", "enabled"},
 			"ctr version":          {"ctr version >/dev/null && echo ok", "ok"},
@@ -237,6 +244,24 @@ func TestHostPrep(t *testing.T) {
 	e.clusterctl(2, "plan", "--detailed-exitcode", hostPrepOnly, "--out", planFile, e.spec)
 	mustContain(t, e.clusterctl(0, "apply", hostPrepOnly, planFile), "1 changed")
 	e.verifyPrepared(want)
+}
+
+// TestHostPrepTrixie: host preparation on Debian 13 (trixie) hosts, with
+// trixie's own packages (containerd 1.7, systemd 257 booted on this
+// machine's cgroup v1): fresh apply, verified on the hosts, then a no-op.
+// Budget: about 1 min.
+func TestHostPrepTrixie(t *testing.T) {
+	e := newEnvRelease(t, 2, "172.31.24", "ct24", "root", "trixie")
+	if got := e.sh(1, ". /etc/os-release && echo $VERSION_CODENAME $VERSION_ID"); got != "trixie 13" {
+		t.Fatalf("h1 runs %q, want trixie 13", got)
+	}
+	out := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
+	mustContain(t, out, "0 failed, 0 skipped")
+	e.verifyPrepared(k8sSysctls)
+	if got := e.sh(2, "dpkg-query -W -f='${Version}' containerd"); !strings.HasPrefix(got, "1.7.") {
+		t.Errorf("h2 containerd %q, want trixie's 1.7", got)
+	}
+	mustContain(t, e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec), "No changes.")
 }
 
 // TestHostPrepAsSudoUser: everything works as a non-root user with sudo.

@@ -64,4 +64,12 @@ umount -l /.oldroot
 rmdir /.oldroot 2>/dev/null || true
 mount --make-rshared / # the kubelet needs shared propagation; systemd does not set it inside a container
 export container=testhost-netns
-exec /sbin/init
+if [ "${TH_RELEASE:-bookworm}" = bookworm ]; then
+	exec /sbin/init
+fi
+# systemd 256 and later refuse to boot on cgroup v1 (this machine's hybrid hierarchy) unless forced. In a
+# container systemd reads its "kernel command line" from PID 1's own arguments.
+if [ "$TH_CGV2" = 1 ]; then
+	exec /sbin/init
+fi
+exec /sbin/init SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1 systemd.unified_cgroup_hierarchy=0

@@ -7,12 +7,14 @@
 #   TESTHOSTS_NET     first three octets of the hosts' /24 (default 172.31.0); hN is at $NET.(10+N)
 #   TESTHOSTS_PREFIX  name prefix of bridge, veths, netns and cgroups (default th), so runs never collide
 #   TESTHOSTS_MAX     every host's /etc/hosts lists h1..hMAX (default 9)
+#   TESTHOSTS_RELEASE Debian release of the hosts: bookworm (12, default) or trixie (13)
 
 TH_CACHE=${TESTHOSTS_CACHE:-${CLUSTERCTL_CACHE:-/var/cache/clusterctl}/testhosts}
 TH_NET=${TESTHOSTS_NET:-172.31.0}
 TH_PREFIX=${TESTHOSTS_PREFIX:-th}
 TH_MAX=${TESTHOSTS_MAX:-9}
-TH_ROOTFS=$TH_CACHE/rootfs-bookworm
+TH_RELEASE=${TESTHOSTS_RELEASE:-bookworm}
+TH_ROOTFS=$TH_CACHE/rootfs-$TH_RELEASE
 TH_STAMP=$TH_ROOTFS.stamp # written last by make-rootfs.sh; outside the rootfs so hosts do not see it
 TH_KEY=$TH_CACHE/keys/id_ed25519
 TH_RUN=$TH_CACHE/runs/$TH_PREFIX
@@ -24,6 +26,7 @@ th_log() { echo "testhosts: $*" >&2; }
 
 th_check() {
 	[ "$(id -u)" = 0 ] || th_die "must run as root"
+	case $TH_RELEASE in bookworm | trixie) ;; *) th_die "release '$TH_RELEASE': want bookworm or trixie" ;; esac
 	[[ $TH_PREFIX =~ ^[a-z][a-z0-9]{0,9}$ ]] || th_die "prefix '$TH_PREFIX': want 1-10 of [a-z0-9], starting with a letter (interface names are limited to 15 chars)"
 	[[ $TH_NET =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || th_die "net '$TH_NET': want three octets, e.g. 172.31.0"
 	local o; for o in "${BASH_REMATCH[@]:1}"; do ((o <= 255)) || th_die "net '$TH_NET': octet $o > 255"; done
@@ -99,4 +102,39 @@ th_known_hosts() {
 		for d in /sys/fs/cgroup/*/"$TH_PREFIX"-h* /sys/fs/cgroup/"$TH_PREFIX"-h*; do [ -d "$d" ] && basename "$d"; done |
 			sed -n "s/^$TH_PREFIX-h\([0-9]\+\)$/\1/p"
 	} | sort -nu
+}
+
+# th_mirror: the URI of this machine's apt source for bookworm (deb822 .sources first, then one-line .list files);
+# the same archive serves trixie.
+# Falls back to the first Debian source that is not a security one. Never hard-code a mirror here.
+th_mirror() {
+	if [ -n "${TESTHOSTS_MIRROR:-}" ]; then echo "$TESTHOSTS_MIRROR"; return; fi
+	local f m want
+	for want in bookworm any; do
+		for f in /etc/apt/sources.list.d/*.sources; do
+			[ -f "$f" ] || continue
+			m=$(awk -v want="$want" 'BEGIN { RS = ""; FS = "\n" }
+				{ u = ""; s = ""; t = ""; on = 1
+				  for (i = 1; i <= NF; i++) {
+				    if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); u = a[2] }
+				    if ($i ~ /^Suites:/) s = " " substr($i, 8) " "
+				    if ($i ~ /^Types:/) t = " " substr($i, 7) " "
+				    if ($i ~ /^Enabled:[ \t]*[Nn]o/) on = 0
+				  }
+				  gsub(/\t/, " ", s); gsub(/\t/, " ", t)
+				  if (!on || u == "" || t !~ / deb /) next
+				  if (want == "bookworm" && s ~ / bookworm /) { print u; exit }
+				  if (want == "any" && u !~ /security/ && s !~ /security/) { print u; exit } }' "$f")
+			[ -n "$m" ] && { echo "$m"; return; }
+		done
+		for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+			[ -f "$f" ] || continue
+			m=$(awk -v want="$want" '$1 == "deb" { i = 2
+				  if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+				  if (want == "bookworm" && $(i + 1) == "bookworm") { print $i; exit }
+				  if (want == "any" && $i !~ /security/ && $(i + 1) !~ /security/) { print $i; exit } }' "$f")
+			[ -n "$m" ] && { echo "$m"; return; }
+		done
+	done
+	th_die "no Debian mirror in /etc/apt/sources.list{,.d}: set TESTHOSTS_MIRROR"
 }

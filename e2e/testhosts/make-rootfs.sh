@@ -1,8 +1,8 @@
 #!/bin/bash
-# make-rootfs.sh [--force]: build, once, the Debian bookworm root filesystem that every namespace test host
+# make-rootfs.sh [--force]: build, once, the Debian root filesystem ($TESTHOSTS_RELEASE) that every namespace test host
 # uses (read-only) as its overlay lower dir, and the SSH key pair that root, tester and tester-pw accept.
 #
-# Output: $TESTHOSTS_CACHE/rootfs-bookworm (+ .stamp, written last) and $TESTHOSTS_CACHE/keys/id_ed25519.
+# Output: $TESTHOSTS_CACHE/rootfs-$TESTHOSTS_RELEASE (+ .stamp, written last) and $TESTHOSTS_CACHE/keys/id_ed25519.
 # Skipped when the stamp says the rootfs is complete and matches this recipe, the key and the running kernel.
 # Needs root; installs its own tools (mmdebstrap, iproute2, iptables, openssh-client) with apt-get.
 # The Debian mirror is the one this machine's apt uses (or $TESTHOSTS_MIRROR).
@@ -30,40 +30,6 @@ install_deps() {
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	for p in "${missing[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || th_die "could not install $p"; done
-}
-
-# mirror: the URI of this machine's apt source for bookworm (deb822 .sources first, then one-line .list files).
-# Falls back to the first Debian source that is not a security one. Never hard-code a mirror here.
-mirror() {
-	if [ -n "${TESTHOSTS_MIRROR:-}" ]; then echo "$TESTHOSTS_MIRROR"; return; fi
-	local f m want
-	for want in bookworm any; do
-		for f in /etc/apt/sources.list.d/*.sources; do
-			[ -f "$f" ] || continue
-			m=$(awk -v want="$want" 'BEGIN { RS = ""; FS = "\n" }
-				{ u = ""; s = ""; t = ""; on = 1
-				  for (i = 1; i <= NF; i++) {
-				    if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); u = a[2] }
-				    if ($i ~ /^Suites:/) s = " " substr($i, 8) " "
-				    if ($i ~ /^Types:/) t = " " substr($i, 7) " "
-				    if ($i ~ /^Enabled:[ \t]*[Nn]o/) on = 0
-				  }
-				  gsub(/\t/, " ", s); gsub(/\t/, " ", t)
-				  if (!on || u == "" || t !~ / deb /) next
-				  if (want == "bookworm" && s ~ / bookworm /) { print u; exit }
-				  if (want == "any" && u !~ /security/ && s !~ /security/) { print u; exit } }' "$f")
-			[ -n "$m" ] && { echo "$m"; return; }
-		done
-		for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-			[ -f "$f" ] || continue
-			m=$(awk -v want="$want" '$1 == "deb" { i = 2
-				  if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-				  if (want == "bookworm" && $(i + 1) == "bookworm") { print $i; exit }
-				  if (want == "any" && $i !~ /security/ && $(i + 1) !~ /security/) { print $i; exit } }' "$f")
-			[ -n "$m" ] && { echo "$m"; return; }
-		done
-	done
-	th_die "no Debian mirror in /etc/apt/sources.list{,.d}: set TESTHOSTS_MIRROR"
 }
 
 # modules_builtin ROOT: make `modprobe X` inside hosts succeed for modules built into the running kernel (as
@@ -139,7 +105,7 @@ UNIT
 
 install_deps
 mkdir -p "$TH_CACHE/keys" "$TH_CACHE/runs"
-exec 9>"$TH_CACHE/rootfs.lock"
+exec 9>"$TH_CACHE/rootfs-$TH_RELEASE.lock"
 flock 9 # parallel test packages: one builds, the others wait and then find it ready
 [ -f "$TH_KEY" ] || ssh-keygen -q -t ed25519 -N "" -C clusterctl-testhosts -f "$TH_KEY"
 want="recipe=$RECIPE kernel=$(uname -r) key=$(ssh-keygen -lf "$TH_KEY.pub" | awk '{print $2}')"
@@ -148,12 +114,12 @@ if [ $FORCE = 0 ] && [ -d "$TH_ROOTFS" ] && [ "$(cat "$TH_STAMP" 2>/dev/null)" =
 	exit 0
 fi
 
-m=$(mirror)
+m=$(th_mirror)
 th_log "building $TH_ROOTFS from $m"
 rm -f "$TH_STAMP"
 rm -rf "$TH_ROOTFS.tmp"
 mkdir -p "$TH_ROOTFS.tmp"
-TMPDIR=$TH_CACHE mmdebstrap --quiet --variant=minbase --include="$PACKAGES" bookworm "$TH_ROOTFS.tmp" "$m"
+TMPDIR=$TH_CACHE mmdebstrap --quiet --variant=minbase --include="$PACKAGES" "$TH_RELEASE" "$TH_ROOTFS.tmp" "$m"
 customize "$TH_ROOTFS.tmp"
 # Hosts still running on an older rootfs lose their lower dir here; rebuilds only follow recipe/kernel/key changes.
 rm -rf "$TH_ROOTFS"

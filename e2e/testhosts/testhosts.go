@@ -35,6 +35,9 @@ type Options struct {
 	// CacheDir holds the root filesystem, the test key and the hosts' disks.
 	// Default: ${CLUSTERCTL_CACHE:-/var/cache/clusterctl}/testhosts. Must not be on overlayfs.
 	CacheDir string
+	// Release is the hosts' Debian release: "bookworm" (12) or "trixie" (13). Default:
+	// $TESTHOSTS_RELEASE, else bookworm.
+	Release string
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -158,6 +161,9 @@ func newCluster(opt Options) (*Cluster, error) {
 			"TESTHOSTS_PREFIX=" + opt.Prefix,
 			"TESTHOSTS_MAX=" + strconv.Itoa(listed),
 		}},
+	}
+	if opt.Release != "" {
+		c.run.env = append(c.run.env, "TESTHOSTS_RELEASE="+opt.Release)
 	}
 	c.KnownHosts = filepath.Join(c.RunDir, "known_hosts")
 	for i := 1; i <= opt.Count; i++ {

@@ -74,7 +74,7 @@ host_up() {
 	# The launcher joins the host's cgroups (so the freezer and cleanup reach every process of the host), then
 	# becomes `unshare`, whose child is the host's PID 1. setsid: it survives this script and its caller.
 	# shellcheck disable=SC2016 # the single-quoted script is expanded by the launcher
-	env TH_I="$i" TH_HOSTDIR="$h" TH_ROOTFS="$TH_ROOTFS" TH_NET="$TH_NET" TH_MAX="$TH_MAX" \
+	env TH_I="$i" TH_HOSTDIR="$h" TH_ROOTFS="$TH_ROOTFS" TH_RELEASE="$TH_RELEASE" TH_NET="$TH_NET" TH_MAX="$TH_MAX" \
 		TH_CG="$cg" TH_NS="$ns" TH_INIT="$TH_DIR/init.sh" TH_CGROOTS="$(th_cgroots | tr '\n' ' ')" \
 		TH_CGV2="$(th_cgv2 && echo 1 || echo 0)" \
 		TH_CGMOUNTS="$(findmnt -rn -t cgroup -o FS-OPTIONS | sed 's/^rw,//' | tr '\n' ' ')" \
