@@ -98,12 +98,23 @@ func startCluster(t *testing.T, net, prefix, user string, rewrite func(string) s
 // startClusterOf is startCluster with n hosts, the first cps of them
 // control planes.
 func startClusterOf(t *testing.T, n, cps int, net, prefix, user string, rewrite func(string) string) *cluster {
+	return startClusterOn(t, "bookworm", n, cps, net, prefix, user, rewrite)
+}
+
+// startClusterOn is startClusterOf on hosts of a Debian release. Hosts of
+// another release than the build machine's get that release's node
+// packages, and only the Kubernetes binaries and images of the build.
+func startClusterOn(t *testing.T, release string, n, cps int, net, prefix, user string, rewrite func(string) string) *cluster {
 	c := &cluster{t: t, mark: time.Now()}
 	art := BuildArtifacts(t)
 	c.phase("artifacts (e2e/artifacts/build.sh)")
 	c.kubectl = filepath.Join(art, "bin", "kubectl")
+	kube := art
+	if release != "bookworm" {
+		kube = withoutDebs(t, art)
+	}
 
-	e := newEnv(t, n, net, prefix, user)
+	e := newEnvRelease(t, n, net, prefix, user, release)
 	c.e = e
 	if rewrite != nil || cps != 1 {
 		inv, err := e.hosts.Inventory(testhostsInventory(user, cps))
@@ -120,7 +131,7 @@ func startClusterOf(t *testing.T, n, cps int, net, prefix, user string, rewrite 
 	}
 	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))
 	CopyFile(t, "../inventories/local/manifests/hello.yaml", filepath.Join(e.spec, "manifests", "hello.yaml"))
-	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", art)
+	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", kube)
 	c.phase(fmt.Sprintf("%d hosts booted, node debs, bundle", n))
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")

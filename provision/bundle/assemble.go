@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -55,6 +56,9 @@ func Assemble(out string, opt AssembleOptions) (*Manifest, error) {
 			return nil, fmt.Errorf("read bundle source %s: %w", src, err)
 		}
 	}
+	if err := oneVersionEach(files); err != nil {
+		return nil, err
+	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("assemble bundle: no artifacts (bin/*, debs/*.deb, rpms/*.rpm, images/*.tar, airgap/*) in %s", strings.Join(opt.Sources, ", "))
 	}
@@ -89,6 +93,52 @@ func Assemble(out string, opt AssembleOptions) (*Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// oneVersionEach refuses two versions of one package (and architecture),
+// e.g. from sources built for two Debian releases: hosts would be handed
+// both to install at once.
+func oneVersionEach(files map[string]string) error {
+	seen := map[string]string{} // kind, name and arch -> bundle path
+	var errs []error
+	for _, rel := range sortedKeys(files) {
+		kind := kindOf(rel)
+		if kind != KindDeb && kind != KindRPM {
+			continue
+		}
+		name, _ := packageOf(rel)
+		key := kind + " " + name + " " + packageArch(rel)
+		if prev, ok := seen[key]; ok {
+			errs = append(errs, fmt.Errorf("assemble bundle: package %s twice, %s (from %s) and %s (from %s): give the sources of one release",
+				name, prev, files[prev], rel, files[rel]))
+			continue
+		}
+		seen[key] = rel
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// packageArch is the ARCH of NAME_VERSION_ARCH.deb or NAME-V-R.ARCH.rpm.
+func packageArch(rel string) string {
+	base := filepath.Base(rel)
+	if stem, ok := strings.CutSuffix(base, ".deb"); ok {
+		parts := strings.Split(stem, "_")
+		return parts[len(parts)-1]
+	}
+	stem := strings.TrimSuffix(base, ".rpm")
+	if i := strings.LastIndexByte(stem, '.'); i > 0 {
+		return stem[i+1:]
+	}
+	return ""
 }
 
 // place hard-links src to dst, or copies it across file systems.

@@ -144,3 +144,26 @@ func TestAssembleAirgap(t *testing.T) {
 		t.Errorf("binaries: %+v", b.Of(KindBinary))
 	}
 }
+
+// Two versions of one package from two sources (two Debian releases) are
+// refused with both files named; two architectures of one are not.
+func TestAssembleRejectsTwoVersions(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(a, "debs", "containerd_1.6.20~ds1-1+deb12u1_amd64.deb"), []byte("bookworm"))
+	write(t, filepath.Join(b, "debs", "containerd_1.7.24~ds1-6+deb13u1_amd64.deb"), []byte("trixie"))
+	write(t, filepath.Join(b, "debs", "socat_1.8.0.3-1_amd64.deb"), []byte("socat"))
+	out := t.TempDir()
+	_, err := Assemble(out, AssembleOptions{Sources: []string{a, b}})
+	if err == nil || !strings.Contains(err.Error(), "package containerd twice") || !strings.Contains(err.Error(), "1.6.20") ||
+		!strings.Contains(err.Error(), "1.7.24") || strings.Contains(err.Error(), "socat") {
+		t.Fatalf("error %v, want containerd's two versions named", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "debs")); !os.IsNotExist(err) {
+		t.Errorf("a refused bundle was written: %v", err)
+	}
+	write(t, filepath.Join(b, "debs", "containerd_1.6.20~ds1-1+deb12u1_arm64.deb"), []byte("arm"))
+	os.Remove(filepath.Join(b, "debs", "containerd_1.7.24~ds1-6+deb13u1_amd64.deb"))
+	if _, err := Assemble(t.TempDir(), AssembleOptions{Sources: []string{a, b}}); err != nil {
+		t.Errorf("two architectures: %v", err)
+	}
+}
