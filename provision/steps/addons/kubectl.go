@@ -8,6 +8,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -239,7 +240,39 @@ func waitRollouts(ctx context.Context, h host.Host, a kube.Admin, objs []object,
 		return nil
 	}
 	if err := h.Run(ctx, host.Cmd{Line: strings.Join(cmds, " && ")}); err != nil {
+		if why := rolloutDiagnosis(ctx, h, a, namespace); why != "" {
+			return fmt.Errorf("wait for the rollout: %w; %s", err, why)
+		}
 		return fmt.Errorf("wait for the rollout: %w", err)
 	}
 	return nil
+}
+
+// rolloutDiagnosis says why a rollout may be stuck: the pods of namespace
+// (all namespaces when empty) that are not ready, and the latest warning
+// events. Best effort: "" when the cluster does not answer.
+func rolloutDiagnosis(ctx context.Context, h host.Host, a kube.Admin, namespace string) string {
+	ns, col := "-A", 3 // READY is the third column with NAMESPACE first
+	if namespace != "" {
+		ns, col = "-n "+host.Quote(namespace), 2
+	}
+	notReady := fmt.Sprintf(`awk '{ split($%d, r, "/"); if (r[1] != r[2] && $%d != "Completed") print }'`, col, col+1)
+	line := a.Kubectl + " get pods " + ns + " --no-headers -o wide 2>&1 | " + notReady + " | head -n 10; " +
+		"echo '--'; " + a.Kubectl + " get events " + ns + " --field-selector=type=Warning --sort-by=.lastTimestamp --no-headers 2>&1 | tail -n 8"
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var out strings.Builder
+	if err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out}); err != nil {
+		return ""
+	}
+	pods, events, _ := strings.Cut(strings.TrimSpace(out.String()), "--")
+	pods, events = strings.TrimSpace(pods), strings.TrimSpace(events)
+	var why []string
+	if pods != "" {
+		why = append(why, "pods not ready:\n"+pods)
+	}
+	if events != "" {
+		why = append(why, "latest warnings:\n"+events)
+	}
+	return host.Tail(strings.Join(why, "\n"), 2048)
 }

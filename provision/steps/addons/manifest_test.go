@@ -164,8 +164,14 @@ func TestManifestRolloutFailure(t *testing.T) {
 	h.ExpectFunc("apply", isApply)
 	h.ExpectFunc("rollout", func(l string) bool { return strings.Contains(l, "rollout status deployment/hello --timeout 1s") }).
 		Stderr("error: timed out waiting for the condition\n").Exit(1)
+	// The error says why: the pods that are not ready and the latest warnings.
+	h.ExpectFunc("diagnosis", func(l string) bool { return strings.Contains(l, "get pods -A --no-headers -o wide") }).
+		Stdout("default   hello-69fddc7797-ck4vm   0/1   ContainerCreating   0   5m   <none>   h3\n--\n" +
+			"2m   Warning   FailedCreatePodSandBox   pod/hello-69fddc7797-ck4vm   failed to get sandbox image \"registry.local/k8s/pause:3.10.1\"\n")
 	err := op.Apply(context.Background(), step.Target{Host: h, Facts: someFacts()})
-	if err == nil || !strings.Contains(err.Error(), "manifest hello: wait for the rollout") || !strings.Contains(err.Error(), "timed out") {
+	if err == nil || !strings.Contains(err.Error(), "manifest hello: wait for the rollout") || !strings.Contains(err.Error(), "timed out") ||
+		!strings.Contains(err.Error(), "pods not ready:\ndefault   hello-69fddc7797-ck4vm   0/1   ContainerCreating") ||
+		!strings.Contains(err.Error(), "latest warnings:\n2m   Warning   FailedCreatePodSandBox") {
 		t.Errorf("error %v", err)
 	}
 	var _ host.Host = h
