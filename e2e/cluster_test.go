@@ -17,7 +17,13 @@ import (
 // (cluster.cue) and the bundle (bundle.cue) newEnv writes. NET is the
 // hosts' /24.
 const clusterSpec = `cluster: {
-	kubernetes: imageRepository: "registry.local/k8s" // as e2e/artifacts/build.sh names the images
+	kubernetes: {
+		imageRepository: "registry.local/k8s" // as e2e/artifacts/build.sh names the images
+		// Every test host's disk is this machine's shared disk: its fill level
+		// (other clusters, caches) must not put the nodes under disk pressure
+		// (two clusters at once went below the default 15% imagefs.available).
+		kubelet: evictionHard: {"imagefs.available": "2%", "nodefs.available": "2%"}
+	}
 	network: cni: "flannel" // kube-proxy in nftables mode, the default (TestScale runs iptables; this kernel has no ip_vs)
 	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}
 	health: {

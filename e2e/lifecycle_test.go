@@ -19,7 +19,10 @@ import (
 // scaleSpec is TestScale's Kubernetes part: probes only on the hosts that
 // stay in the cluster the whole time (h1 and h3; h2 leaves, h4 joins).
 const scaleSpec = `cluster: {
-	kubernetes: imageRepository: "registry.local/k8s"
+	kubernetes: {
+		imageRepository: "registry.local/k8s"
+		kubelet: evictionHard: {"imagefs.available": "2%", "nodefs.available": "2%"} // the shared disk, as clusterSpec says
+	}
 	network: {cni: "flannel", kubeProxyMode: "iptables"} // the other scenarios run nftables
 	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}
 	health: {

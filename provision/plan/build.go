@@ -312,6 +312,7 @@ func (b *builder) kubeCluster() kube.Cluster {
 		CgroupDriver:    b.c.Runtime.CgroupDriver,
 		CNI:             nw.CNI,
 		Timeouts:        kubeadmTimeouts(k.Timeouts, b.c.Health.Timeout),
+		EvictionHard:    k.Kubelet.EvictionHard,
 	}
 }
 

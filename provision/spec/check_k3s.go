@@ -24,6 +24,9 @@ func (k *checker) k3s() {
 	if c.Runtime.Version != "" {
 		k.fail([]string{"runtime", "version"}, "k3s runs its own embedded containerd: remove runtime.version")
 	}
+	if len(c.Kubernetes.Kubelet.EvictionHard) > 0 {
+		k.fail([]string{"kubernetes", "kubelet"}, "is written into kubeadm's kubelet configuration; for k3s pass kubelet flags in its config.yaml instead: remove kubernetes.kubelet")
+	}
 	if c.Kubernetes.Timeouts != (KubeadmTimeouts{}) {
 		k.fail([]string{"kubernetes", "timeouts"}, "are kubeadm's waits; k3s has none of them: remove kubernetes.timeouts (health.timeout bounds the k3s steps)")
 	}

@@ -43,6 +43,12 @@ type Kubernetes struct {
 	ImageRepository      string          `json:"imageRepository"`
 	Upgrade              Upgrade         `json:"upgrade"`
 	Timeouts             KubeadmTimeouts `json:"timeouts"`
+	Kubelet              Kubelet         `json:"kubelet"`
+}
+
+// Kubelet is what clusterctl writes into the cluster's kubelet configuration.
+type Kubelet struct {
+	EvictionHard map[string]string `json:"evictionHard,omitempty"`
 }
 
 // KubeadmTimeouts are kubeadm's own waits; an empty one is health.timeout.

@@ -78,6 +78,7 @@ type nodeConfig struct {
 	CertSANs                                                              []string
 	CgroupDriver, ProxyMode                                               string
 	AllowCgroupV1, ConntrackReadOnly                                      bool
+	EvictionHard                                                          []argConfig
 
 	// join
 	APIServerEndpoint, CACertHash string
@@ -86,6 +87,12 @@ type nodeConfig struct {
 
 type taintConfig struct{ Key, Value, Effect string }
 type argConfig struct{ Name, Value string }
+
+// The kubelet's eviction signals and thresholds (as cue/schema.cue allows).
+var (
+	evictionSignalRE = regexp.MustCompile(`^(memory|nodefs|imagefs|containerfs|pid)\.(available|inodesFree)$`)
+	evictionValueRE  = regexp.MustCompile(`^([0-9]{1,2}(\.[0-9]+)?%|[0-9]+(Ki|Mi|Gi|Ti)?)$`)
+)
 
 // hostQuirks are what the first control plane says about itself that the
 // cluster-wide kubelet and kube-proxy configs must follow.
@@ -150,6 +157,11 @@ func (c Cluster) validate() error {
 	case "systemd", "cgroupfs":
 	default:
 		errs = append(errs, fmt.Errorf("cgroup driver %q: want systemd or cgroupfs", c.CgroupDriver))
+	}
+	for sig, v := range c.EvictionHard {
+		if !evictionSignalRE.MatchString(sig) || !evictionValueRE.MatchString(v) {
+			errs = append(errs, fmt.Errorf("kubelet evictionHard %q: %q: want a signal such as imagefs.available and a percentage or quantity", sig, v))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -281,6 +293,9 @@ func renderInit(o InitControlPlane, fromBundle bool, quirks hostQuirks, token, c
 	}
 	cfg.CgroupDriver, cfg.ProxyMode = q(c.CgroupDriver), q(c.ProxyMode)
 	cfg.AllowCgroupV1, cfg.ConntrackReadOnly = quirks.CgroupV1, quirks.ConntrackReadOnly
+	for _, s := range facts.Sorted(c.EvictionHard) {
+		cfg.EvictionHard = append(cfg.EvictionHard, argConfig{Name: q(s), Value: q(c.EvictionHard[s])})
+	}
 	return templates.Render("kubeadm-init.yaml.tmpl", cfg)
 }
 

@@ -68,6 +68,7 @@ func renderedVariants(t *testing.T) map[string]func(version string) ([]byte, err
 		[]string{"api.example.net", "10.0.0.100"}, "registry.local/k8s", "ipvs"
 	ext := base
 	ext.Endpoint, ext.EndpointMode, ext.ProxyMode, ext.CgroupDriver = "api.example.net:8443", "external", "iptables", "cgroupfs"
+	ext.EvictionHard = map[string]string{"imagefs.available": "2%", "nodefs.available": "1.5%", "memory.available": "100Mi"}
 	node := Node{Name: "h1", Address: "10.0.0.11", Labels: map[string]string{"zone": "a", "example.com/tier": "db"},
 		Taints: []Taint{{Key: ControlPlaneTaint, Effect: "NoSchedule"}, {Key: "dedicated", Value: "db", Effect: "NoExecute"}}}
 	worker := Node{Name: "h2", Address: "10.0.0.12"}
@@ -90,5 +91,24 @@ func renderedVariants(t *testing.T) map[string]func(version string) ([]byte, err
 		"join worker cgroup-v1":                       join(base, worker, true, true, ""),
 		"join worker cgroup-v2":                       join(ext, worker, false, false, ""),
 		"join control-plane node-local":               join(ha, node, true, true, certKey),
+	}
+}
+
+// The kubelet's eviction thresholds land in the init config's
+// KubeletConfiguration, sorted and quoted; a bad one is refused.
+func TestRenderEvictionHard(t *testing.T) {
+	c := Cluster{Name: "t", Distribution: "kubeadm", Version: "1.37.2", Endpoint: "10.0.0.11:6443", EndpointMode: "first-control-plane",
+		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ClusterDomain: "cluster.local", ProxyMode: "nftables", CgroupDriver: "systemd",
+		EvictionHard: map[string]string{"nodefs.available": "1%", "imagefs.available": "2%"}}
+	out, err := renderInit(InitControlPlane{Cluster: c, Node: Node{Name: "h1", Address: "10.0.0.11"}}, true, hostQuirks{}, newToken(), newCertificateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "evictionHard:\n  \"imagefs.available\": \"2%\"\n  \"nodefs.available\": \"1%\"\n"; !strings.Contains(string(out), want) {
+		t.Errorf("init config lacks\n%s\n%s", want, out)
+	}
+	c.EvictionHard = map[string]string{"imagefs.available": "2%\nmode: x"}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "evictionHard") {
+		t.Errorf("a threshold with a newline: %v", err)
 	}
 }

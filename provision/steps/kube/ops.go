@@ -30,6 +30,9 @@ type Cluster struct {
 	// Timeouts are kubeadm's own waits, written into its init and join
 	// configs; the planner fills every one (health.timeout by default).
 	Timeouts Timeouts `json:"timeouts"`
+	// EvictionHard are the kubelet's hard eviction thresholds (signal ->
+	// threshold) written at init; empty keeps the kubelet's defaults.
+	EvictionHard map[string]string `json:"evictionHard,omitempty"`
 }
 
 // Timeouts are kubeadm v1beta4's `timeouts`, as Go durations ("5m0s").
