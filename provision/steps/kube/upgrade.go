@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/bundle"
 	"github.com/clusterctl/clusterctl/provision/host"
@@ -362,9 +363,25 @@ func waitAPIStable(ctx context.Context, h host.Host, secs int) error {
 	line := fmt.Sprintf("ok=0; end=$(( $(date +%%s) + %d )); while [ $ok -lt 10 ]; do if %s >/dev/null 2>&1; then ok=$((ok+1)); else ok=0; fi; "+
 		"if [ $(date +%%s) -ge $end ]; then %s; exit 1; fi; sleep 2; done", secs, ready, ready)
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
-		return fmt.Errorf("the API server did not answer steadily for 20s within %ds after the kubelet restart: %w", secs, err)
+		return fmt.Errorf("the API server did not answer steadily for 20s within %ds after the kubelet restart: %w%s", secs, err, controlPlaneDiagnosis(ctx, h))
 	}
 	return nil
+}
+
+// controlPlaneDiagnosis is what a control plane says about its static pods
+// when its API server does not come back: the end of the newest API server
+// and etcd container logs and of the kubelet's journal. Best effort, bounded.
+func controlPlaneDiagnosis(ctx context.Context, h host.Host) string {
+	line := `for c in kube-apiserver etcd; do f=$(ls -t /var/log/pods/kube-system_${c}-*/${c}/*.log 2>/dev/null | head -n 1); ` +
+		`[ -n "$f" ] && { echo "== $f"; tail -n 6 -- "$f" | cut -c1-300; }; done; ` +
+		`echo "== kubelet"; journalctl -u kubelet.service --no-pager -n 200 2>/dev/null | grep -E ' [EW][0-9]{4} ' | tail -n 8 | cut -c1-300`
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var out strings.Builder
+	if err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out}); err != nil || strings.TrimSpace(out.String()) == "" {
+		return ""
+	}
+	return "; on the host:\n" + host.Tail(strings.TrimSpace(out.String()), 3072)
 }
 
 // waitNodeAt waits until the node is Ready with its kubelet at version.
