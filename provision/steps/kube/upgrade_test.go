@@ -104,6 +104,12 @@ func serveCluster(cp *hosttest.Fake, fc *fakeCluster, drainErr bool) {
 			return nil
 		}).AnyTimes()
 	_ = drain
+	cp.ExpectFunc("restart kube-proxy", func(l string) bool { return strings.Contains(l, "delete pod -l k8s-app=kube-proxy") }).Do(
+		func(_ context.Context, cmd host.Cmd) error {
+			_, n, _ := strings.Cut(cmd.Line, "spec.nodeName=")
+			fc.record("h1: restart kube-proxy on " + strings.Trim(strings.Fields(n)[0], "'"))
+			return nil
+		}).AnyTimes()
 	cp.ExpectFunc("uncordon", func(l string) bool { return strings.Contains(l, " uncordon ") }).Do(
 		func(_ context.Context, cmd host.Cmd) error {
 			n := nodeOf(cmd.Line, "uncordon")
@@ -248,6 +254,29 @@ func TestUpgradeWorker(t *testing.T) {
 	}
 	steptest.Golden(t, "upgrade-worker", steptest.Section("check", steptest.Report(op, ch, nil)),
 		steptest.Section("transcript h2", first), steptest.Section("transcript h1", cp.Transcript()))
+}
+
+// TestUpgradeWorkerNftables: in nftables mode the node's kube-proxy pod is
+// replaced once the node is Ready at the version, before its pods are
+// waited for (kube-proxy refused traffic after upgrades in e2e until then).
+func TestUpgradeWorkerNftables(t *testing.T) {
+	ctx := context.Background()
+	fc := newFakeCluster("1.34.10", "h1")
+	fc.kubelets["h2"] = "1.33.13"
+	cp := newNode(t, "h1")
+	serveCluster(cp, fc, false)
+	h := newMember(t, fc, "h2", "1.33.13", false)
+	op := upgradeOp("h2", kube.RoleWorker)
+	op.Cluster.ProxyMode = "nftables"
+	tg := step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp, "h2": h}}
+	if err := op.Apply(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"h1: cordon h2", "h1: drain h2", "h2: kubeadm upgrade node", "h2: restart kubelet",
+		"h1: wait for h2 Ready at v1.34.10", "h1: restart kube-proxy on h2", "h1: wait for the pods on h2", "h1: uncordon h2"}
+	if got := strings.Join(fc.log, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("order of the upgrade:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
 }
 
 // TestUpgradeFirstControlPlane: `kubeadm upgrade plan` and `apply` with the
