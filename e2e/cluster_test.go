@@ -21,8 +21,14 @@ const clusterSpec = `cluster: {
 		imageRepository: "registry.local/k8s" // as e2e/artifacts/build.sh names the images
 		// Every test host's disk is this machine's shared disk: its fill level
 		// (other clusters, caches) must not put the nodes under disk pressure
-		// (two clusters at once went below the default 15% imagefs.available).
-		kubelet: evictionHard: {"imagefs.available": "2%", "nodefs.available": "2%"}
+		// (two clusters at once went below the default 15% imagefs.available),
+		// nor make the kubelets delete images the bundle imported (this disk
+		// reads 84% used to the kubelet: coredns and pause were collected).
+		kubelet: {
+			evictionHard: {"imagefs.available": "2%", "nodefs.available": "2%"}
+			imageGCHighThresholdPercent: 100
+			imageGCLowThresholdPercent:  99
+		}
 	}
 	network: cni: "flannel" // kube-proxy in nftables mode, the default (TestScale runs iptables; this kernel has no ip_vs)
 	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}

@@ -21,7 +21,11 @@ import (
 const scaleSpec = `cluster: {
 	kubernetes: {
 		imageRepository: "registry.local/k8s"
-		kubelet: evictionHard: {"imagefs.available": "2%", "nodefs.available": "2%"} // the shared disk, as clusterSpec says
+		kubelet: {
+			evictionHard: {"imagefs.available": "2%", "nodefs.available": "2%"}
+			imageGCHighThresholdPercent: 100
+			imageGCLowThresholdPercent:  99
+		} // the shared disk, as clusterSpec says
 	}
 	network: {cni: "flannel", kubeProxyMode: "iptables"} // the other scenarios run nftables
 	manifests: hello: {path: "manifests/hello.yaml", namespace: "default"}

@@ -313,6 +313,8 @@ func (b *builder) kubeCluster() kube.Cluster {
 		CNI:             nw.CNI,
 		Timeouts:        kubeadmTimeouts(k.Timeouts, b.c.Health.Timeout),
 		EvictionHard:    k.Kubelet.EvictionHard,
+		ImageGCHigh:     k.Kubelet.ImageGCHighThresholdPercent,
+		ImageGCLow:      k.Kubelet.ImageGCLowThresholdPercent,
 	}
 }
 

@@ -62,6 +62,7 @@ func check(c *Cluster, pos func(path ...string) string) Errors {
 	k.version()
 	k.durations()
 	k.modules()
+	k.imageGC()
 	k.manifests()
 	k.probes()
 	k.k3s()
@@ -187,6 +188,15 @@ func eolNewest() string {
 		}
 	}
 	return n
+}
+
+// imageGC: the kubelet refuses a low threshold at or above the high one.
+func (k *checker) imageGC() {
+	kl := k.c.Kubernetes.Kubelet
+	if kl.ImageGCHighThresholdPercent != 0 && kl.ImageGCLowThresholdPercent >= kl.ImageGCHighThresholdPercent {
+		k.fail([]string{"kubernetes", "kubelet", "imageGCLowThresholdPercent"}, "%d must be below imageGCHighThresholdPercent (%d)",
+			kl.ImageGCLowThresholdPercent, kl.ImageGCHighThresholdPercent)
+	}
 }
 
 func (k *checker) durations() {

@@ -24,7 +24,7 @@ func (k *checker) k3s() {
 	if c.Runtime.Version != "" {
 		k.fail([]string{"runtime", "version"}, "k3s runs its own embedded containerd: remove runtime.version")
 	}
-	if len(c.Kubernetes.Kubelet.EvictionHard) > 0 {
+	if len(c.Kubernetes.Kubelet.EvictionHard) > 0 || c.Kubernetes.Kubelet.ImageGCHighThresholdPercent != 0 || c.Kubernetes.Kubelet.ImageGCLowThresholdPercent != 0 {
 		k.fail([]string{"kubernetes", "kubelet"}, "is written into kubeadm's kubelet configuration; for k3s pass kubelet flags in its config.yaml instead: remove kubernetes.kubelet")
 	}
 	if c.Kubernetes.Timeouts != (KubeadmTimeouts{}) {

@@ -48,7 +48,9 @@ type Kubernetes struct {
 
 // Kubelet is what clusterctl writes into the cluster's kubelet configuration.
 type Kubelet struct {
-	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	EvictionHard                map[string]string `json:"evictionHard,omitempty"`
+	ImageGCHighThresholdPercent int               `json:"imageGCHighThresholdPercent,omitempty"`
+	ImageGCLowThresholdPercent  int               `json:"imageGCLowThresholdPercent,omitempty"`
 }
 
 // KubeadmTimeouts are kubeadm's own waits; an empty one is health.timeout.

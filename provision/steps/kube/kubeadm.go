@@ -79,6 +79,7 @@ type nodeConfig struct {
 	CgroupDriver, ProxyMode                                               string
 	AllowCgroupV1, ConntrackReadOnly                                      bool
 	EvictionHard                                                          []argConfig
+	ImageGCHigh, ImageGCLow                                               int
 
 	// join
 	APIServerEndpoint, CACertHash string
@@ -157,6 +158,10 @@ func (c Cluster) validate() error {
 	case "systemd", "cgroupfs":
 	default:
 		errs = append(errs, fmt.Errorf("cgroup driver %q: want systemd or cgroupfs", c.CgroupDriver))
+	}
+	if c.ImageGCHigh < 0 || c.ImageGCHigh > 100 || c.ImageGCLow < 0 || c.ImageGCLow > 99 ||
+		c.ImageGCHigh != 0 && c.ImageGCLow != 0 && c.ImageGCLow >= c.ImageGCHigh {
+		errs = append(errs, fmt.Errorf("kubelet image GC thresholds %d/%d: want 0 <= low < high <= 100", c.ImageGCHigh, c.ImageGCLow))
 	}
 	for sig, v := range c.EvictionHard {
 		if !evictionSignalRE.MatchString(sig) || !evictionValueRE.MatchString(v) {
@@ -293,6 +298,7 @@ func renderInit(o InitControlPlane, fromBundle bool, quirks hostQuirks, token, c
 	}
 	cfg.CgroupDriver, cfg.ProxyMode = q(c.CgroupDriver), q(c.ProxyMode)
 	cfg.AllowCgroupV1, cfg.ConntrackReadOnly = quirks.CgroupV1, quirks.ConntrackReadOnly
+	cfg.ImageGCHigh, cfg.ImageGCLow = c.ImageGCHigh, c.ImageGCLow
 	for _, s := range facts.Sorted(c.EvictionHard) {
 		cfg.EvictionHard = append(cfg.EvictionHard, argConfig{Name: q(s), Value: q(c.EvictionHard[s])})
 	}

@@ -69,6 +69,7 @@ func renderedVariants(t *testing.T) map[string]func(version string) ([]byte, err
 	ext := base
 	ext.Endpoint, ext.EndpointMode, ext.ProxyMode, ext.CgroupDriver = "api.example.net:8443", "external", "iptables", "cgroupfs"
 	ext.EvictionHard = map[string]string{"imagefs.available": "2%", "nodefs.available": "1.5%", "memory.available": "100Mi"}
+	ext.ImageGCHigh, ext.ImageGCLow = 100, 99
 	node := Node{Name: "h1", Address: "10.0.0.11", Labels: map[string]string{"zone": "a", "example.com/tier": "db"},
 		Taints: []Taint{{Key: ControlPlaneTaint, Effect: "NoSchedule"}, {Key: "dedicated", Value: "db", Effect: "NoExecute"}}}
 	worker := Node{Name: "h2", Address: "10.0.0.12"}
@@ -99,14 +100,22 @@ func renderedVariants(t *testing.T) map[string]func(version string) ([]byte, err
 func TestRenderEvictionHard(t *testing.T) {
 	c := Cluster{Name: "t", Distribution: "kubeadm", Version: "1.37.2", Endpoint: "10.0.0.11:6443", EndpointMode: "first-control-plane",
 		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12", ClusterDomain: "cluster.local", ProxyMode: "nftables", CgroupDriver: "systemd",
-		EvictionHard: map[string]string{"nodefs.available": "1%", "imagefs.available": "2%"}}
+		EvictionHard: map[string]string{"nodefs.available": "1%", "imagefs.available": "2%"}, ImageGCHigh: 100, ImageGCLow: 99}
 	out, err := renderInit(InitControlPlane{Cluster: c, Node: Node{Name: "h1", Address: "10.0.0.11"}}, true, hostQuirks{}, newToken(), newCertificateKey())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := "imageGCHighThresholdPercent: 100\nimageGCLowThresholdPercent: 99\n"; !strings.Contains(string(out), want) {
+		t.Errorf("init config lacks\n%s\n%s", want, out)
+	}
 	if want := "evictionHard:\n  \"imagefs.available\": \"2%\"\n  \"nodefs.available\": \"1%\"\n"; !strings.Contains(string(out), want) {
 		t.Errorf("init config lacks\n%s\n%s", want, out)
 	}
+	c.ImageGCLow = 100
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "image GC") {
+		t.Errorf("low 100 over high 100: %v", err)
+	}
+	c.ImageGCLow = 99
 	c.EvictionHard = map[string]string{"imagefs.available": "2%\nmode: x"}
 	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "evictionHard") {
 		t.Errorf("a threshold with a newline: %v", err)

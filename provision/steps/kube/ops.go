@@ -33,6 +33,10 @@ type Cluster struct {
 	// EvictionHard are the kubelet's hard eviction thresholds (signal ->
 	// threshold) written at init; empty keeps the kubelet's defaults.
 	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	// ImageGCHigh and ImageGCLow are the kubelet's image garbage collection
+	// thresholds (disk usage percent); 0 keeps the kubelet's.
+	ImageGCHigh int `json:"imageGCHigh,omitempty"`
+	ImageGCLow  int `json:"imageGCLow,omitempty"`
 }
 
 // Timeouts are kubeadm v1beta4's `timeouts`, as Go durations ("5m0s").
