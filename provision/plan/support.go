@@ -87,6 +87,12 @@ func VersionSupport(c *spec.Cluster, fs map[string]*facts.Facts, exists bool) (w
 				strings.Join(old, ", "))
 		}
 	}
+	if c.Network.KubeProxyMode == "nftables" {
+		if from, ok := oldestKubelet(fs); ok && from.Minor < m.Minor {
+			warnings = append(warnings, fmt.Sprintf("upgrading %s -> %s with kube-proxy in nftables mode: in clusterctl's tests ClusterIP and NodePort traffic on upgraded nodes stopped although kube-proxy's rules were in place (cause not found; clusterctl restarts each node's kube-proxy after its upgrade); check services after the roll",
+				from.Name(), m.Name()))
+		}
+	}
 	if c.Network.KubeProxyMode == "ipvs" && m.Minor >= 35 {
 		warnings = append(warnings, fmt.Sprintf("network.kubeProxyMode \"ipvs\": kube-proxy %s deprecates the ipvs proxier and says to use nftables", m.Name()))
 	}

@@ -97,6 +97,19 @@ func TestVersionSupportNftablesKernel(t *testing.T) {
 	}
 }
 
+// An upgrade in nftables mode warns about what the e2e roll showed.
+func TestVersionSupportNftablesUpgrade(t *testing.T) {
+	c := supportSpec("1.37.2")
+	c.Network.KubeProxyMode = "nftables"
+	ws, err := VersionSupport(c, map[string]*facts.Facts{"h1": {CgroupV: 2, Kubelet: "v1.36.3"}}, true)
+	if err != nil || len(ws) != 1 || !strings.Contains(ws[0], "upgrading 1.36 -> 1.37 with kube-proxy in nftables mode") {
+		t.Errorf("warnings %q, error %v", ws, err)
+	}
+	if ws, _ := VersionSupport(c, map[string]*facts.Facts{"h1": {CgroupV: 2, Kubelet: "v1.37.2"}}, true); len(ws) != 0 {
+		t.Errorf("no upgrade: warnings %q", ws)
+	}
+}
+
 // A cluster whose kubelets run a minor that allows cgroup v1 by default is
 // not upgraded into one that refuses it while hosts still run cgroup v1:
 // kubeadm upgrade would keep a kubelet config without failCgroupV1: false.
