@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -101,7 +102,7 @@ func Assemble(out string, opt AssembleOptions) (*Manifest, error) {
 func oneVersionEach(files map[string]string) error {
 	seen := map[string]string{} // kind, name and arch -> bundle path
 	var errs []error
-	for _, rel := range sortedKeys(files) {
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		kind := kindOf(rel)
 		if kind != KindDeb && kind != KindRPM {
 			continue
@@ -116,15 +117,6 @@ func oneVersionEach(files map[string]string) error {
 		seen[key] = rel
 	}
 	return errors.Join(errs...)
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // packageArch is the ARCH of NAME_VERSION_ARCH.deb or NAME-V-R.ARCH.rpm.

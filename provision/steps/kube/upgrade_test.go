@@ -207,6 +207,18 @@ func newMember(t *testing.T, fc *fakeCluster, name, version string, controlPlane
 	return n
 }
 
+// workerUpgrade: worker h2 at 1.33.13 in a cluster whose control plane h1
+// is at 1.34.10, and the op that upgrades it.
+func workerUpgrade(t *testing.T) (*fakeCluster, *hosttest.Fake, *fakeNode, kube.UpgradeNode, step.Target) {
+	fc := newFakeCluster("1.34.10", "h1")
+	fc.kubelets["h2"] = "1.33.13"
+	cp := newNode(t, "h1")
+	serveCluster(cp, fc, false)
+	h := newMember(t, fc, "h2", "1.33.13", false)
+	tg := step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp, "h2": h}}
+	return fc, cp, h, upgradeOp("h2", kube.RoleWorker), tg
+}
+
 func upgradeOp(node, role string) kube.UpgradeNode {
 	return kube.UpgradeNode{Cluster: cluster, Node: node, Role: role, Via: "h1", DrainTimeout: "2m", WaitTimeout: "3m"}
 }
@@ -217,13 +229,7 @@ func upgradeOp(node, role string) kube.UpgradeNode {
 // version with its pods running; a second Apply does nothing.
 func TestUpgradeWorker(t *testing.T) {
 	ctx := context.Background()
-	fc := newFakeCluster("1.34.10", "h1")
-	fc.kubelets["h2"] = "1.33.13"
-	cp := newNode(t, "h1")
-	serveCluster(cp, fc, false)
-	h := newMember(t, fc, "h2", "1.33.13", false)
-	op := upgradeOp("h2", kube.RoleWorker)
-	tg := step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp, "h2": h}}
+	fc, cp, h, op, tg := workerUpgrade(t)
 	ch, err := op.Check(ctx, tg)
 	if err != nil || ch.Action != step.ActionUpdate {
 		t.Fatalf("Check: %s", steptest.Report(op, ch, err))
@@ -261,14 +267,8 @@ func TestUpgradeWorker(t *testing.T) {
 // waited for (kube-proxy refused traffic after upgrades in e2e until then).
 func TestUpgradeWorkerNftables(t *testing.T) {
 	ctx := context.Background()
-	fc := newFakeCluster("1.34.10", "h1")
-	fc.kubelets["h2"] = "1.33.13"
-	cp := newNode(t, "h1")
-	serveCluster(cp, fc, false)
-	h := newMember(t, fc, "h2", "1.33.13", false)
-	op := upgradeOp("h2", kube.RoleWorker)
+	fc, _, _, op, tg := workerUpgrade(t)
 	op.Cluster.ProxyMode = "nftables"
-	tg := step.Target{Host: h, Facts: freshFacts("h2"), Bundle: testBundle(t), Peers: map[string]host.Host{"h1": cp, "h2": h}}
 	if err := op.Apply(ctx, tg); err != nil {
 		t.Fatal(err)
 	}
