@@ -5,12 +5,11 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
 // TestClusterTrixie: the TestCluster bring-up on Debian 13 (trixie) hosts:
-// trixie's containerd 1.7 and systemd 257 (on this machine's cgroup v1),
+// the bundle's containerd 2 and systemd 257 (on this machine's cgroup v1),
 // Kubernetes 1.37.2 with kube-proxy in nftables mode; nodes Ready, NodePort
 // on every node, pod to pod across nodes, a second apply changes nothing.
 // Budget: about 6 min under load.
@@ -18,8 +17,8 @@ func TestClusterTrixie(t *testing.T) {
 	skipWithoutKubernetes(t)
 	t.Parallel()
 	c := startClusterOn(t, "trixie", 3, 1, "172.31.25", "ct25", "root", nil)
-	if got := c.e.sh(2, ". /etc/os-release && echo $VERSION_ID $(dpkg-query -W -f='${Version}' containerd)"); !strings.HasPrefix(got, "13 1.7.") {
-		t.Fatalf("h2 runs %q, want Debian 13 with containerd 1.7", got)
+	if got := c.e.sh(2, ". /etc/os-release && echo $VERSION_ID $(containerd --version | cut -d' ' -f3)"); got != "13 "+containerdVersion {
+		t.Fatalf("h2 runs %q, want Debian 13 with containerd %s", got, containerdVersion)
 	}
 	c.verify(1, 3)
 	c.checkPodToPod()
@@ -27,12 +26,12 @@ func TestClusterTrixie(t *testing.T) {
 	c.secondApply()
 }
 
-// withoutDebs is the build's Kubernetes binaries, images and versions.env
+// withoutDebs is the build's binaries, CNI plugins, images and versions.env
 // without its (bookworm) packages, hard-linked into a temporary directory.
 func withoutDebs(t *testing.T, art string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, sub := range []string{"bin", "images"} {
+	for _, sub := range []string{"bin", "cni", "images"} {
 		entries, err := os.ReadDir(filepath.Join(art, sub))
 		if err != nil {
 			t.Fatal(err)

@@ -53,7 +53,8 @@ type env struct {
 }
 
 // newEnv boots n hosts and writes a spec for them with an air-gapped bundle
-// of the node packages. user is the SSH user (root, tester).
+// of the node packages and the container runtime. user is the SSH user
+// (root, tester).
 func newEnv(t *testing.T, n int, net, prefix, user string) *env {
 	t.Helper()
 	return newEnvRelease(t, n, net, prefix, user, "bookworm")
@@ -77,9 +78,30 @@ func newEnvRelease(t *testing.T, n int, net, prefix, user, release string) *env 
 	}
 	artifacts := filepath.Join(e.spec, "artifacts")
 	run(t, "bash", "node-debs.sh", artifacts, release)
+	addRuntime(t, BuildArtifacts(t), artifacts)
 	e.writeSpec("bundle.cue", `cluster: artifacts: {mode: "bundle", bundleDir: "bundle"}`)
 	e.clusterctl(0, "bundle", e.spec, "--from", artifacts)
 	return e
+}
+
+// containerdVersion is what `containerd --version` says on every host:
+// e2e/artifacts/build.sh's CONTAINERD_VERSION.
+const containerdVersion = "v2.4.2"
+
+// addRuntime links the artifact build's container runtime (containerd,
+// its shim, ctr, runc and the CNI plugins, built from Go modules) into dir.
+func addRuntime(t *testing.T, art, dir string) {
+	t.Helper()
+	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc"} {
+		linkOrCopy(t, filepath.Join(art, "bin", b), filepath.Join(dir, "bin", b))
+	}
+	plugins, err := os.ReadDir(filepath.Join(art, "cni"))
+	if err != nil || len(plugins) == 0 {
+		t.Fatalf("no CNI plugins in %s: %v", art, err)
+	}
+	for _, p := range plugins {
+		linkOrCopy(t, filepath.Join(art, "cni", p.Name()), filepath.Join(dir, "cni", p.Name()))
+	}
 }
 
 func (e *env) writeSpec(name, body string) {
@@ -159,6 +181,9 @@ func (e *env) verifyPrepared(sysctlValues map[string]string) {
 			"containerd enabled":   {"systemctl is-enabled containerd", "enabled"},
 			"ctr version":          {"ctr version >/dev/null && echo ok", "ok"},
 			"oom score restricted": {"grep -c 'restrict_oom_score_adj = true' /etc/containerd/config.toml", "1"},
+			"containerd 2":         {"containerd --version | cut -d' ' -f3; runc --version | head -n 1", containerdVersion + "\nrunc version 1.5.3"},
+			"config version 3":     {"grep -c '^version = 3$' /etc/containerd/config.toml", "1"},
+			"CNI bridge plugin":    {"/opt/cni/bin/bridge --version 2>&1 | head -n 1", "CNI bridge plugin v1.10.0"},
 			"conntrack installed":  {"dpkg-query -W -f='${db:Status-Abbrev}' conntrack", "ii"},
 			"no temp files left":   {"find /etc /usr/local -name '*clusterctl-tmp*' -o -name '.*.clusterctl-*' | wc -l", "0"},
 		}
@@ -247,7 +272,7 @@ func TestHostPrep(t *testing.T) {
 }
 
 // TestHostPrepTrixie: host preparation on Debian 13 (trixie) hosts, with
-// trixie's own packages (containerd 1.7, systemd 257 booted on this
+// trixie's own packages and the bundle's containerd 2 (systemd 257 booted on this
 // machine's cgroup v1): fresh apply, verified on the hosts, then a no-op.
 // Budget: about 1 min.
 func TestHostPrepTrixie(t *testing.T) {
@@ -258,8 +283,8 @@ func TestHostPrepTrixie(t *testing.T) {
 	out := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	mustContain(t, out, "0 failed, 0 skipped")
 	e.verifyPrepared(k8sSysctls)
-	if got := e.sh(2, "dpkg-query -W -f='${Version}' containerd"); !strings.HasPrefix(got, "1.7.") {
-		t.Errorf("h2 containerd %q, want trixie's 1.7", got)
+	if got := e.sh(2, "containerd --version | cut -d' ' -f3; dpkg-query -W containerd 2>/dev/null || echo no-package"); got != containerdVersion+"\nno-package" {
+		t.Errorf("h2 containerd %q, want the bundle's %s and no Debian package", got, containerdVersion)
 	}
 	mustContain(t, e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec), "No changes.")
 }
@@ -295,7 +320,7 @@ func TestHostPrepKilledMidway(t *testing.T) {
 	for _, h := range e.hosts.Hosts {
 		// Files clusterctl writes are either absent or complete: a config
 		// that exists must parse.
-		if got := e.sh(h.Index, "f=/etc/containerd/config.toml; [ ! -e $f ] || grep -c '^version = 2' $f || true"); got != "" && got != "1" {
+		if got := e.sh(h.Index, "f=/etc/containerd/config.toml; [ ! -e $f ] || grep -c '^version = 3' $f || true"); got != "" && got != "1" {
 			t.Errorf("%s: half-written containerd config", h.Name)
 		}
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # node-debs.sh OUT [RELEASE]: the .debs a test host needs beyond its base system
-# (container runtime, CNI plugins, conntrack, socat, ethtool, ipset, time
+# (conntrack, socat, ethtool, ipset, time
 # sync, and haproxy for node-local API server endpoints: hostprep installs
 # it only on clusters that use one), resolved by apt against the test-host rootfs's own dpkg status so
 # exactly the missing dependencies come along, downloaded once into a cache
@@ -13,7 +13,7 @@ cache=${CLUSTERCTL_CACHE:-/var/cache/clusterctl}
 release=${2:-bookworm}
 rootfs=$cache/testhosts/rootfs-$release
 debs=$cache/debs
-packages=(containerd runc containernetworking-plugins conntrack socat ethtool ipset nftables systemd-timesyncd haproxy)
+packages=(conntrack socat ethtool ipset nftables systemd-timesyncd haproxy)
 
 if [ ! -f "$rootfs/var/lib/dpkg/status" ]; then
 	TESTHOSTS_RELEASE=$release bash "$(dirname "$0")/testhosts/make-rootfs.sh" >&2

@@ -37,7 +37,9 @@ JOBS=${ARTIFACTS_JOBS:-$(nproc)}
 
 # The node's packages beyond the test-host rootfs, and that rootfs's own package list (kept in step with
 # e2e/testhosts/make-rootfs.sh when it is beside us).
-NODE_PACKAGES="containerd runc containernetworking-plugins conntrack socat ethtool ipset nftables"
+# containerd, runc and the CNI plugins are built from Go modules below, not taken from Debian (bookworm ships
+# containerd 1.6, past its end of life; Kubernetes 1.36+ needs containerd 2).
+NODE_PACKAGES="conntrack socat ethtool ipset nftables"
 BASE_PACKAGES=openssh-server,openssh-sftp-server,systemd,systemd-sysv,dbus,iproute2,iptables,sudo,procps,kmod,ca-certificates,python3,curl
 if [ -f "$HERE/../testhosts/make-rootfs.sh" ]; then
 	p=$(sed -n 's/^PACKAGES=\([a-z0-9.,+-]*\)$/\1/p' "$HERE/../testhosts/make-rootfs.sh")
@@ -47,6 +49,10 @@ fi
 # Components that do not follow the Kubernetes version.
 FLANNEL_VERSION=v0.28.10
 CNI_FLANNEL_VERSION=v0.9.1 # github.com/containernetworking/plugins/plugins/meta/flannel
+CONTAINERD_VERSION=v2.4.2  # containerd, containerd-shim-runc-v2, ctr
+RUNC_VERSION=v1.5.3
+CNI_PLUGINS_VERSION=v1.10.0 # bridge, host-local, loopback, portmap: what flannel's CNI config and containerd call
+CNI_PLUGINS="ipam/host-local main/bridge main/loopback meta/portmap"
 HELLO_TAG=v1
 
 # The etcd, CoreDNS and pause versions this Kubernetes version's kubeadm deploys come from clusterctl's one
@@ -169,9 +175,9 @@ gobuild() { go build -mod=mod -trimpath -p "$JOBS" "$@"; }
 
 need_apt_lists() {
 	local pol
-	pol=$(apt-cache policy containerd 2>/dev/null || true) # not piped into grep -q: SIGPIPE + pipefail
+	pol=$(apt-cache policy conntrack 2>/dev/null || true) # not piped into grep -q: SIGPIPE + pipefail
 	[[ $pol == *"Candidate: "[0-9]* ]] && return
-	log "apt lists lack containerd: apt-get update"
+	log "apt lists lack conntrack: apt-get update"
 	apt-get update -qq
 }
 
@@ -179,6 +185,12 @@ if ! command -v xtables-nft-multi >/dev/null || ! command -v nft >/dev/null; the
 	log "installing iptables and nftables on the build machine (xtables-nft-multi goes into kube-proxy and flannel, nft into kube-proxy)"
 	need_apt_lists
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables nftables >/dev/null
+fi
+# runc links libseccomp statically (cgo): the compiler, the static library and pkg-config.
+if ! command -v gcc >/dev/null || ! command -v pkg-config >/dev/null || [ ! -f /usr/include/seccomp.h ]; then
+	log "installing gcc, pkg-config and libseccomp-dev on the build machine (runc is linked against libseccomp)"
+	need_apt_lists
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev pkg-config libseccomp-dev >/dev/null
 fi
 for c in apt-get apt-cache dpkg-deb ldd sha256sum flock; do command -v $c >/dev/null || die "$c not found"; done
 
@@ -334,6 +346,33 @@ build_cni_flannel() {
 			-o "$out/flannel" github.com/containernetworking/plugins/plugins/meta/flannel)
 }
 
+# containerd 2 as its Makefile builds the static release (netgo, osusergo, static_build; the shim without grpc).
+build_containerd() {
+	local out=$1 w=$2 m=github.com/containerd/containerd/v2 ld
+	ld="-s -w -X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Revision=module"
+	(cd "$w" && go mod edit -require="$m@$CONTAINERD_VERSION" &&
+		gobuild -tags "urfave_cli_no_docs osusergo netgo static_build" -ldflags "$ld" -o "$out/" $m/cmd/containerd $m/cmd/ctr &&
+		gobuild -tags "urfave_cli_no_docs osusergo netgo static_build no_grpc" -ldflags "$ld" -o "$out/" $m/cmd/containerd-shim-runc-v2)
+}
+
+# runc needs cgo for seccomp (kubeadm's static pods ask for the RuntimeDefault profile): linked static-pie
+# against the build machine's libseccomp.a, as runc's `make static` does. Without the libpathrs tag (a Rust
+# library this machine lacks) runc uses its pure-Go fallback.
+build_runc() {
+	local out=$1 w=$2
+	(cd "$w" && go mod edit -require="github.com/opencontainers/runc@$RUNC_VERSION" &&
+		CGO_ENABLED=1 gobuild -buildmode=pie -tags "seccomp urfave_cli_no_docs netgo osusergo" \
+			-ldflags "-s -w -X main.version=${RUNC_VERSION#v} -linkmode external -extldflags -static-pie" \
+			-o "$out/runc" github.com/opencontainers/runc)
+}
+
+build_cni_plugins() {
+	local out=$1 w=$2 m=github.com/containernetworking/plugins p pkgs=()
+	for p in $CNI_PLUGINS; do pkgs+=("$m/plugins/$p"); done
+	(cd "$w" && go mod edit -require="$m@$CNI_PLUGINS_VERSION" &&
+		gobuild -ldflags "-s -w -X $m/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" -o "$out/" "${pkgs[@]}")
+}
+
 build_small() { # hello and pause: standard library only, built from this directory
 	local out=$1
 	(cd "$HERE/hello" && go build -trimpath -ldflags "-s -w" -o "$out/hello" .)
@@ -382,6 +421,9 @@ log "mkimage"
 small=$(component small "$PAUSE_VERSION" build_small "$HERE")
 busybox=$(component busybox bookworm build_busybox)
 cni=$(component cni-flannel "$CNI_FLANNEL_VERSION" build_cni_flannel "$(prepare cni-flannel)")
+containerd=$(component containerd "$CONTAINERD_VERSION" build_containerd "$(prepare containerd)")
+runc=$(component runc "$RUNC_VERSION" build_runc "$(prepare runc)")
+cniplugins=$(component cni-plugins "$CNI_PLUGINS_VERSION" build_cni_plugins "$(prepare cni-plugins)")
 etcd=$(component etcd "$ETCD_VERSION" build_etcd "$(prepare etcd)")
 flannel=$(component flannel "$FLANNEL_VERSION" build_flannel "$(prepare flannel)")
 coredns=$(component coredns "$COREDNS_VERSION" build_coredns "$(prepare coredns)")
@@ -389,6 +431,15 @@ kube=$(component kube "$K8S_VERSION" build_kube "$(prepare kube)")
 
 for b in kubelet kubeadm kubectl; do install -m755 "$kube/$b" "$STAGE/bin/$b"; done
 install -m755 "$cni/flannel" "$STAGE/bin/flannel-cni"
+for b in containerd containerd-shim-runc-v2 ctr; do install -m755 "$containerd/$b" "$STAGE/bin/$b"; done
+install -m755 "$runc/runc" "$STAGE/bin/runc"
+mkdir -p "$STAGE/cni"
+for p in $CNI_PLUGINS; do install -m755 "$cniplugins/${p#*/}" "$STAGE/cni/${p#*/}"; done
+got=$("$STAGE/bin/containerd" --version | awk '{ print $3 }')
+[ "$got" = "$CONTAINERD_VERSION" ] || die "containerd --version says $got"
+got=$("$STAGE/bin/runc" --version | awk 'NR == 1 { print $3 }')
+[ "$got" = "${RUNC_VERSION#v}" ] || die "runc --version says $got"
+"$STAGE/bin/runc" --version | grep -q '^libseccomp: ' || die "runc was built without seccomp"
 
 got=$("$STAGE/bin/kubeadm" version -o short)
 [ "$got" = "$K8S_VERSION" ] || die "kubeadm version -o short says $got"
@@ -497,6 +548,9 @@ ETCDCTL_VERSION=$(cat "$etcd/tools-version")
 IMAGE_REPOSITORY=$IMAGE_REPOSITORY
 APP_IMAGE_REPOSITORY=$APP_IMAGE_REPOSITORY
 FLANNEL_CNI_PLUGIN_VERSION=$CNI_FLANNEL_VERSION
+CONTAINERD_VERSION=$CONTAINERD_VERSION
+RUNC_VERSION=$RUNC_VERSION
+CNI_PLUGINS_VERSION=$CNI_PLUGINS_VERSION
 PAUSE_IMAGE=$IMAGE_REPOSITORY/pause:$PAUSE_VERSION
 COREDNS_IMAGE=$coredns_ref
 FLANNEL_IMAGE=$APP_IMAGE_REPOSITORY/flannel:$FLANNEL_VERSION

@@ -17,8 +17,8 @@ import (
 
 // AssembleOptions says what goes into a bundle.
 type AssembleOptions struct {
-	// Sources are directories laid out like a bundle (bin/, debs/, rpms/,
-	// images/); later sources win when two hold the same path.
+	// Sources are directories laid out like a bundle (bin/, cni/, debs/,
+	// rpms/, images/); later sources win when two hold the same path.
 	Sources []string
 	// Versions are recorded in the manifest (e.g. "kubernetes": "1.37.2").
 	Versions map[string]string
@@ -61,7 +61,7 @@ func Assemble(out string, opt AssembleOptions) (*Manifest, error) {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("assemble bundle: no artifacts (bin/*, debs/*.deb, rpms/*.rpm, images/*.tar, airgap/*) in %s", strings.Join(opt.Sources, ", "))
+		return nil, fmt.Errorf("assemble bundle: no artifacts (bin/*, cni/*, debs/*.deb, rpms/*.rpm, images/*.tar, airgap/*) in %s", strings.Join(opt.Sources, ", "))
 	}
 	// A stale manifest must not describe a half-copied directory.
 	if err := os.Remove(filepath.Join(out, ManifestName)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -28,6 +28,7 @@ const (
 	KindDeb    = "deb"    // debs/*.deb: installed with dpkg
 	KindRPM    = "rpm"    // rpms/*.rpm: installed with rpm
 	KindImage  = "image"  // images/*.tar: OCI archives imported into containerd
+	KindCNI    = "cni"    // cni/NAME: CNI plugins installed into /opt/cni/bin
 	// KindAirgap are image archives a distribution loads by itself when it
 	// starts (airgap/*: k3s's k3s-airgap-images-ARCH.tar[.zst|.gz]).
 	KindAirgap = "airgap"
@@ -164,6 +165,8 @@ func kindOf(rel string) string {
 		return KindDeb
 	case strings.HasSuffix(rel, ".rpm"):
 		return KindRPM
+	case strings.HasPrefix(rel, "cni/") && !strings.Contains(rel[len("cni/"):], "/"):
+		return KindCNI
 	case strings.HasPrefix(rel, "images/") && strings.HasSuffix(rel, ".tar"):
 		return KindImage
 	case strings.HasPrefix(rel, "airgap/") && !strings.HasSuffix(rel, "/"):

@@ -167,3 +167,19 @@ func TestAssembleRejectsTwoVersions(t *testing.T) {
 		t.Errorf("two architectures: %v", err)
 	}
 }
+
+// CNI plugins are cni/NAME; anything deeper under cni/ is not an artifact.
+func TestAssembleCNI(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(src, "cni", "bridge"), []byte("bridge"))
+	write(t, filepath.Join(src, "cni", "docs", "README"), []byte("not a plugin"))
+	m, err := Assemble(out, AssembleOptions{Sources: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bundle{Dir: out, Manifest: *m}
+	got := b.Of(KindCNI)
+	if len(got) != 1 || got[0].Path != "cni/bridge" || len(m.Files) != 1 {
+		t.Fatalf("files: %+v", m.Files)
+	}
+}

@@ -17,7 +17,7 @@ func newBundleCommand(d *deps) *cobra.Command {
 		Use:   "bundle [PATH...] --from DIR...",
 		Short: "Assemble the air-gapped artifact bundle the spec needs",
 		Long: `Bundle assembles an air-gapped bundle from local directories laid out as
-bin/ (binaries), debs/ or rpms/ (packages), images/ (OCI image archives) and
+bin/ (binaries), cni/ (CNI plugins), debs/ or rpms/ (packages), images/ (OCI image archives) and
 airgap/ (archives a distribution loads itself: k3s's air-gap images):
 files are hard-linked or copied into the spec's artifacts.bundleDir (or --out),
 hashed, and a manifest.json with every file's sha256 is written last. Apply
@@ -31,9 +31,16 @@ uploads from the bundle over SFTP and checks each file's sha256 on the host.`,
 			if len(from) == 0 {
 				return fmt.Errorf("--from: name at least one directory of artifacts")
 			}
+			versions := map[string]string{"kubernetes": c.Kubernetes.Version}
 			for _, dir := range from {
-				if v := sourceVersion(dir); v != "" && strings.TrimPrefix(v, "v") != c.Kubernetes.Version {
+				env := sourceVersions(dir)
+				if v := env["KUBERNETES_VERSION"]; v != "" && strings.TrimPrefix(v, "v") != c.Kubernetes.Version {
 					return fmt.Errorf("--from %s holds Kubernetes %s, the spec asks for %s", dir, v, c.Kubernetes.Version)
+				}
+				for key, name := range map[string]string{"CONTAINERD_VERSION": "containerd", "RUNC_VERSION": "runc"} {
+					if v := env[key]; v != "" {
+						versions[name] = strings.TrimPrefix(v, "v")
+					}
 				}
 			}
 			out, _ := cmd.Flags().GetString("out")
@@ -45,7 +52,7 @@ uploads from the bundle over SFTP and checks each file's sha256 on the host.`,
 			}
 			m, err := bundle.Assemble(out, bundle.AssembleOptions{
 				Sources:  from,
-				Versions: map[string]string{"kubernetes": c.Kubernetes.Version},
+				Versions: versions,
 				Logf: func(format string, a ...any) {
 					fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...)
 				},
@@ -61,24 +68,25 @@ uploads from the bundle over SFTP and checks each file's sha256 on the host.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArray("from", nil, "directory of artifacts (bin/, debs/, rpms/, images/, airgap/); repeatable")
+	cmd.Flags().StringArray("from", nil, "directory of artifacts (bin/, cni/, debs/, rpms/, images/, airgap/); repeatable")
 	cmd.Flags().String("out", "", "bundle directory (default: the spec's artifacts.bundleDir)")
 	return cmd
 }
 
-// sourceVersion reads KUBERNETES_VERSION from a source's versions.env, as
-// the e2e artifact build writes it.
-func sourceVersion(dir string) string {
+// sourceVersions reads a source's versions.env (KEY=VALUE lines, as the
+// e2e artifact build writes it); none is an empty map.
+func sourceVersions(dir string) map[string]string {
+	out := map[string]string{}
 	f, err := os.Open(filepath.Join(dir, "versions.env"))
 	if err != nil {
-		return ""
+		return out
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "KUBERNETES_VERSION="); ok {
-			return strings.Trim(v, `"'`)
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			out[k] = strings.Trim(v, `"'`)
 		}
 	}
-	return ""
+	return out
 }

@@ -12,6 +12,13 @@ import (
 	"strings"
 )
 
+// Output runs line on h and returns its stdout.
+func Output(ctx context.Context, h Host, line string) (string, error) {
+	var out strings.Builder
+	err := h.Run(ctx, Cmd{Line: line, Stdout: &out})
+	return out.String(), err
+}
+
 // Host is one machine reached by clusterctl.
 type Host interface {
 	// Name is the host's key in the spec (hosts.NAME).

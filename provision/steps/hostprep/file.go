@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/clusterctl/clusterctl/provision/host"
@@ -89,4 +91,28 @@ func short(sum string) string {
 		return sum[:12]
 	}
 	return sum
+}
+
+// Sums asks the host, in one round trip, for the sha256 of each path;
+// missing files are absent from the map. The directories of the paths are
+// created first, so the same paths can be uploaded to next.
+func Sums(ctx context.Context, h host.Host, paths []string) (map[string]string, error) {
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		dirs[path.Dir(p)] = true
+	}
+	mk := append([]string{"mkdir", "-p", "--"}, slices.Sorted(maps.Keys(dirs))...)
+	sum := append([]string{"sha256sum", "--"}, paths...)
+	// Missing files are an answer (no line for them), not an error.
+	out, err := host.Output(ctx, h, host.Join(mk...)+" && { "+host.Join(sum...)+" 2>/dev/null || true; }")
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			sums[f[1]] = f[0]
+		}
+	}
+	return sums, nil
 }

@@ -197,7 +197,7 @@ func TestNeedsCoverChecks(t *testing.T) {
 		strings.Join(r.Packages, " ") != strings.Join(want.Packages, " ") {
 		t.Errorf("needs = %+v\nwant %+v", r, want)
 	}
-	if len(r.Files) != 11 {
-		t.Errorf("needs %d files, want 11: %v", len(r.Files), r.Files)
+	if len(r.Files) != 13 {
+		t.Errorf("needs %d files, want 13: %v", len(r.Files), r.Files)
 	}
 }

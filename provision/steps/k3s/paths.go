@@ -1,7 +1,6 @@
 package k3s
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/clusterctl/clusterctl/manifests"
@@ -74,7 +73,5 @@ var yamlString = manifests.Quote
 
 // runOut runs line on h and returns its stdout.
 func runOut(ctx context.Context, h host.Host, line string) (string, error) {
-	var out bytes.Buffer
-	err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out})
-	return out.String(), err
+	return host.Output(ctx, h, line)
 }

@@ -361,20 +361,13 @@ func (o Install) Apply(ctx context.Context, t step.Target) error {
 // (those named in only; all when only is nil), found by one sha256sum of
 // them all; it returns the names of those it replaced.
 func installBinaries(ctx context.Context, h host.Host, bd *bundle.Bundle, only map[string]bool) (map[string]bool, error) {
-	args := []string{"sha256sum", "--"}
+	var paths []string
 	for _, b := range kubeBinaries {
-		args = append(args, b.dst)
+		paths = append(paths, b.dst)
 	}
-	// Missing files are an answer (no line for them), not an error.
-	out, err := runOut(ctx, h, host.Join("mkdir", "-p", "--", CNIBinDir)+" && { "+host.Join(args...)+" 2>/dev/null || true; }")
+	sums, err := hostprep.Sums(ctx, h, paths)
 	if err != nil {
 		return nil, fmt.Errorf("inspect installed binaries: %w", err)
-	}
-	sums := map[string]string{}
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) == 2 {
-			sums[f[1]] = f[0]
-		}
 	}
 	changed := map[string]bool{}
 	for _, b := range kubeBinaries {

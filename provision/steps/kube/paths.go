@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -44,9 +43,7 @@ const (
 
 // runOut runs line on h and returns its stdout.
 func runOut(ctx context.Context, h host.Host, line string) (string, error) {
-	var out bytes.Buffer
-	err := h.Run(ctx, host.Cmd{Line: line, Stdout: &out})
-	return out.String(), err
+	return host.Output(ctx, h, line)
 }
 
 // yamlString quotes s as a YAML double-quoted scalar, so no spec value can

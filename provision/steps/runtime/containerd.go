@@ -153,9 +153,14 @@ type configData struct {
 
 // Render returns config.toml and each registry's hosts.toml (path ->
 // content) for a host whose root can (restrict=false) or cannot
-// (restrict=true) raise oom_score_adj.
-func (o Containerd) Render(restrict bool) (config []byte, hosts map[string][]byte, err error) {
-	config, err = templates.Render("containerd-config.toml.tmpl", configData{
+// (restrict=true) raise oom_score_adj, in config version 3 (containerd 2,
+// v3=true) or 2 (containerd 1.x).
+func (o Containerd) Render(restrict, v3 bool) (config []byte, hosts map[string][]byte, err error) {
+	tmpl := "containerd-config.toml.tmpl"
+	if v3 {
+		tmpl = "containerd-config-v3.toml.tmpl"
+	}
+	config, err = templates.Render(tmpl, configData{
 		SandboxImage:        o.SandboxImage,
 		RestrictOOMScoreAdj: restrict || o.RestrictOOMScoreAdj,
 		SystemdCgroup:       o.CgroupDriver == "systemd",
@@ -179,7 +184,7 @@ func (o Containerd) Render(restrict bool) (config []byte, hosts map[string][]byt
 }
 
 func (o Containerd) Needs() facts.Request {
-	files := []string{ConfigFile, path.Join(debianCNIDir, cniProbe), path.Join(CNIBinDir, cniProbe)}
+	files := []string{ConfigFile, path.Join(debianCNIDir, cniProbe), path.Join(CNIBinDir, cniProbe), UnitFile, kubeletConf}
 	if regs, err := o.registries(); err == nil {
 		for _, r := range regs {
 			files = append(files, r.file())
@@ -223,9 +228,10 @@ func (o Containerd) checkInit(f *facts.Facts) error {
 	return nil
 }
 
-// Check: installed, config.toml and hosts.toml digests as rendered for
-// this host, Debian's CNI plugins linked into /opt/cni/bin, and the service
-// enabled and running.
+// Check: installed (the bundle's binaries and unit by digest, or a
+// package), config.toml and hosts.toml digests as rendered for this host,
+// Debian's CNI plugins linked into /opt/cni/bin, and the service enabled
+// and running.
 func (o Containerd) Check(ctx context.Context, t step.Target) (step.Change, error) {
 	if err := o.validate(); err != nil {
 		return step.Change{}, err
@@ -237,23 +243,43 @@ func (o Containerd) Check(ctx context.Context, t step.Target) (step.Change, erro
 	if err := o.checkInit(f); err != nil {
 		return step.Change{}, err
 	}
+	bundled, keep, err := o.useBundled(t)
+	if err != nil {
+		return step.Change{}, err
+	}
 	restrict, err := lacksSysResource(ctx, t.Host)
 	if err != nil {
 		return step.Change{}, err
 	}
-	config, hosts, err := o.Render(restrict)
+	config, hosts, err := o.Render(restrict, configV3(bundled, f.Containerd))
 	if err != nil {
 		return step.Change{}, err
 	}
 	var ch step.Change
+	ch.Note = keep
 	installed := f.Containerd != ""
-	if !installed {
+	switch {
+	case bundled:
+		bins, files, err := bundledFiles(t.Bundle)
+		if err != nil {
+			return step.Change{}, err
+		}
+		sums, err := installedSums(ctx, t.Host, bins)
+		if err != nil {
+			return step.Change{}, err
+		}
+		d, err := bundledDiff(t, bins, files, sums)
+		if err != nil {
+			return step.Change{}, err
+		}
+		ch.Diff = append(ch.Diff, d...)
+	case !installed:
 		to := "install " + packageName(f)
 		if o.Source == "bundle" {
 			to = "installed by hostprep/packages (bundle)"
 		}
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: "containerd", From: "(absent)", To: to})
-	} else if o.Version != "" && !strings.HasPrefix(f.Containerd, o.Version) {
+	case o.Version != "" && !strings.HasPrefix(strings.TrimPrefix(f.Containerd, "v"), strings.TrimPrefix(o.Version, "v")):
 		ch.Note = fmt.Sprintf("containerd %s is installed; the spec asks for %s (not changed by this step)", f.Containerd, o.Version)
 	}
 	if ft, differs := fileDiffOf(f.Files, ConfigFile, config); differs {
@@ -264,7 +290,8 @@ func (o Containerd) Check(ctx context.Context, t step.Target) (step.Change, erro
 			ch.Diff = append(ch.Diff, step.DiffLine{Key: p, From: ft[0], To: ft[1]})
 		}
 	}
-	if src := f.Files[path.Join(debianCNIDir, cniProbe)]; src != "" && src != "missing" && f.Files[path.Join(CNIBinDir, cniProbe)] != src {
+	// The bundle's own plugins replace the links (their digests are above).
+	if src := f.Files[path.Join(debianCNIDir, cniProbe)]; !bundled && src != "" && src != "missing" && f.Files[path.Join(CNIBinDir, cniProbe)] != src {
 		ch.Diff = append(ch.Diff, step.DiffLine{Key: "CNI plugins in " + CNIBinDir, From: "(missing)", To: "links to " + debianCNIDir})
 	}
 	if s := f.Services["containerd"]; s != "enabled/active" {
@@ -301,9 +328,11 @@ func fileDiffOf(files map[string]string, p string, want []byte) ([2]string, bool
 // it (bundle mode: the packages step does).
 var ErrNotInstalled = errors.New("containerd not installed")
 
-// Apply installs containerd (online), writes config.toml and the registry
-// files, links Debian's CNI plugins, enables the service, restarts it only
-// when a file changed, and waits (bounded) until `ctr version` answers.
+// Apply installs containerd (the bundle's binaries, or the distribution's
+// package online), writes config.toml and the registry files, links
+// Debian's CNI plugins where the bundle brings none, enables the service,
+// restarts it only when a file changed, and waits (bounded) until `ctr
+// version` answers.
 func (o Containerd) Apply(ctx context.Context, t step.Target) error {
 	if err := o.validate(); err != nil {
 		return err
@@ -312,6 +341,20 @@ func (o Containerd) Apply(ctx context.Context, t step.Target) error {
 		return err
 	}
 	h := t.Host
+	bundled, _, err := o.useBundled(t)
+	if err != nil {
+		return err
+	}
+	changed, justInstalled := false, false
+	if bundled {
+		bins, files, err := bundledFiles(t.Bundle)
+		if err != nil {
+			return err
+		}
+		if changed, err = installBundled(ctx, h, t.Bundle, bins, files); err != nil {
+			return err
+		}
+	}
 	if err := h.Run(ctx, host.Cmd{Line: "command -v containerd >/dev/null"}); err != nil {
 		var ee *host.ExitError
 		if !errors.As(err, &ee) {
@@ -334,19 +377,35 @@ func (o Containerd) Apply(ctx context.Context, t step.Target) error {
 		if err := hostprep.InstallOnline(ctx, h, pm, []string{packageName(t.Facts)}); err != nil {
 			return err
 		}
+		justInstalled = true
 	}
 	restrict, err := lacksSysResource(ctx, h)
 	if err != nil {
 		return err
 	}
-	config, hosts, err := o.Render(restrict)
+	installed := ""
+	if t.Facts != nil {
+		installed = t.Facts.Containerd
+	}
+	if justInstalled {
+		// Ask which version, for the config's format.
+		out, err := host.Output(ctx, h, "containerd --version")
+		if err != nil {
+			return fmt.Errorf("ask containerd for its version: %w", err)
+		}
+		if f := strings.Fields(out); len(f) >= 3 {
+			installed = f[2]
+		}
+	}
+	config, hosts, err := o.Render(restrict, configV3(bundled, installed))
 	if err != nil {
 		return err
 	}
-	changed, err := hostprep.WriteFile(ctx, h, ConfigFile, config, 0o644)
+	c, err := hostprep.WriteFile(ctx, h, ConfigFile, config, 0o644)
 	if err != nil {
 		return err
 	}
+	changed = changed || c
 	for _, p := range facts.Sorted(hosts) {
 		c, err := hostprep.WriteFile(ctx, h, p, hosts[p], 0o644)
 		if err != nil {

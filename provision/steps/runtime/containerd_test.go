@@ -30,13 +30,16 @@ func TestRenderGolden(t *testing.T) {
 		name     string
 		op       runtime.Containerd
 		restrict bool
+		v3       bool
 	}{
-		{"systemd-restricted-mirrors", base, true},
-		{"cgroupfs-plain", runtime.Containerd{Source: "online", CgroupDriver: "cgroupfs"}, false},
-		{"forced-restrict", runtime.Containerd{Source: "online", CgroupDriver: "systemd", RestrictOOMScoreAdj: true}, false},
+		{"systemd-restricted-mirrors", base, true, false},
+		{"cgroupfs-plain", runtime.Containerd{Source: "online", CgroupDriver: "cgroupfs"}, false, false},
+		{"forced-restrict", runtime.Containerd{Source: "online", CgroupDriver: "systemd", RestrictOOMScoreAdj: true}, false, false},
+		{"v3-systemd-restricted-mirrors", base, true, true},
+		{"v3-cgroupfs-plain", runtime.Containerd{Source: "bundle", CgroupDriver: "cgroupfs"}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			config, hosts, err := tc.op.Render(tc.restrict)
+			config, hosts, err := tc.op.Render(tc.restrict, tc.v3)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +90,7 @@ const noSysResource = "CapBnd:\t000001fffeffffff\n"
 func TestCheck(t *testing.T) {
 	op := runtime.Containerd{Source: "bundle", CgroupDriver: "systemd"}
 	converged := func(f *facts.Facts, restrict bool) {
-		config, _, _ := op.Render(restrict)
+		config, _, _ := op.Render(restrict, false)
 		f.Files[runtime.ConfigFile] = hostprep.Digest(config)
 		f.Containerd = "1.6.20~ds1"
 		f.Services["containerd"] = "enabled/active"
@@ -151,7 +154,7 @@ func TestCheck(t *testing.T) {
 // a clear error.
 func TestApplyRestartsOnlyOnChange(t *testing.T) {
 	op := runtime.Containerd{Source: "bundle", CgroupDriver: "cgroupfs"}
-	config, _, _ := op.Render(true)
+	config, _, _ := op.Render(true, false)
 	h := hosttest.NewFake(t, "node-1")
 	h.Expect("command -v containerd >/dev/null")
 	h.Expect("grep '^CapBnd:' /proc/1/status").Stdout(noSysResource)
