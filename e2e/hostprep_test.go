@@ -179,7 +179,7 @@ func (e *env) verifyPrepared(sysctlValues map[string]string) {
 			"modules file":         {"cat /etc/modules-load.d/kubernetes.conf | grep -v '^#' | tr '\\n' ' '", "overlay br_netfilter nf_tables"}, // nf_tables: kube-proxy's default nftables mode
 			"containerd active":    {"systemctl is-active containerd", "active"},
 			"containerd enabled":   {"systemctl is-enabled containerd", "enabled"},
-			"ctr version":          {"ctr version >/dev/null && echo ok", "ok"},
+			"ctr version":          {"ctr version >/dev/null 2>&1 && echo ok", "ok"},
 			"oom score restricted": {"grep -c 'restrict_oom_score_adj = true' /etc/containerd/config.toml", "1"},
 			"containerd 2":         {"containerd --version | cut -d' ' -f3; runc --version | head -n 1", containerdVersion + "\nrunc version 1.5.3"},
 			"config version 3":     {"grep -c '^version = 3$' /etc/containerd/config.toml", "1"},

@@ -61,6 +61,7 @@ func Build(c *spec.Cluster, o BuildOptions) (*Graph, error) {
 		kubernetesBinaries,
 		apiServerProxy,
 		controlPlanes,
+		runtimeMigrations,
 		controlPlaneUpgrades,
 		workers,
 		workerUpgrades,
@@ -227,23 +228,28 @@ func ignoredModules(ignore []string) []string {
 }
 
 func containerRuntime(b *builder) error {
+	for _, n := range b.c.Names() {
+		id := b.add(n, true, b.containerd(), b.after(n, "hostprep")...)
+		b.phaseSteps[n+"/runtime"] = []string{id}
+	}
+	return nil
+}
+
+// containerd is every host's runtime step.
+func (b *builder) containerd() runtime.Containerd {
 	rt := b.c.Runtime
 	sandbox := rt.SandboxImage
 	if sandbox == "" && b.c.Kubernetes.ImageRepository != "" {
 		sandbox = b.c.Kubernetes.ImageRepository + "/pause:" + kube.PauseVersion(b.c.Kubernetes.Version)
 	}
-	for _, n := range b.c.Names() {
-		id := b.add(n, true, runtime.Containerd{
-			Version:            rt.Version,
-			Source:             b.c.Artifacts.Mode,
-			CgroupDriver:       rt.CgroupDriver,
-			SandboxImage:       sandbox,
-			Mirrors:            rt.Mirrors,
-			InsecureRegistries: rt.InsecureRegistries,
-		}, b.after(n, "hostprep")...)
-		b.phaseSteps[n+"/runtime"] = []string{id}
+	return runtime.Containerd{
+		Version:            rt.Version,
+		Source:             b.c.Artifacts.Mode,
+		CgroupDriver:       rt.CgroupDriver,
+		SandboxImage:       sandbox,
+		Mirrors:            rt.Mirrors,
+		InsecureRegistries: rt.InsecureRegistries,
 	}
-	return nil
 }
 
 func kubernetesBinaries(b *builder) error {

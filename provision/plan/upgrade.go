@@ -1,6 +1,9 @@
 package plan
 
-import "github.com/clusterctl/clusterctl/provision/steps/kube"
+import (
+	"github.com/clusterctl/clusterctl/provision/spec"
+	"github.com/clusterctl/clusterctl/provision/steps/kube"
+)
 
 // Upgrade steps are in every plan: each checks the versions the hosts run
 // and has nothing to do unless the spec's version is newer (a fresh host
@@ -19,6 +22,7 @@ func controlPlaneUpgrades(b *builder) error {
 	for _, n := range b.c.Names() {
 		deps = append(deps, b.after(n, "kube")...)
 	}
+	deps = append(deps, b.after(ClusterScope, "runtime-migrations")...)
 	// Takes no host slot: it only adds its own file, and
 	// a fresh build's cluster steps on the first host (CNI) need not wait.
 	prev := b.add(ClusterScope, false, kube.EtcdSnapshot{Cluster: cl, Node: b.first, Dir: kube.BackupDir}, deps...)
@@ -66,4 +70,30 @@ func workerUpgrades(b *builder) error {
 // joinOf is a worker's join step.
 func (b *builder) joinOf(n string) string {
 	return n + "/" + kube.JoinWorker{}.Kind()
+}
+
+// runtimeMigrations: nodes of a running cluster whose pods run on a
+// distribution's containerd 1.x move to the bundle's containerd one at a
+// time, control planes first, once every host's runtime and Kubernetes
+// binaries are in place and before any upgrade. On other nodes (fresh, or
+// already moved) the step has nothing to do.
+func runtimeMigrations(b *builder) error {
+	if b.c.Artifacts.Mode != "bundle" {
+		return nil
+	}
+	k := b.c.Kubernetes
+	prev := append([]string{}, b.after(ClusterScope, "control-planes")[0])
+	for _, n := range b.c.Names() {
+		prev = append(prev, b.after(n, "kube")...)
+	}
+	var ids []string
+	for _, n := range append(append([]string{}, b.cps...), b.c.Workers()...) {
+		op := kube.MigrateRuntime{Node: n, ControlPlane: b.c.Hosts[n].Has(spec.RoleControlPlane), Via: b.first,
+			DrainTimeout: k.Upgrade.DrainTimeout, WaitTimeout: b.c.Health.Timeout, Runtime: b.containerd()}
+		id := b.add(n, true, op, prev...)
+		prev = []string{id}
+		ids = append(ids, id)
+	}
+	b.phaseSteps[ClusterScope+"/runtime-migrations"] = ids
+	return nil
 }

@@ -66,8 +66,8 @@ func bundledFiles(b *bundle.Bundle) ([]binary, []bundle.File, error) {
 
 // useBundled says whether this host runs the bundle's containerd, and when
 // it does not although the bundle has one, why (the plan's note). A node
-// that joined a cluster on a containerd 1.x keeps it: swapping the runtime
-// under running pods needs a drain, which this step does not do.
+// that joined a cluster on a containerd 1.x keeps it here: swapping the
+// runtime under running pods needs a drain, kube/migrate-runtime's job.
 func (o Containerd) useBundled(t step.Target) (bool, string, error) {
 	if o.Source != "bundle" {
 		return false, "", nil
@@ -76,12 +76,12 @@ func (o Containerd) useBundled(t step.Target) (bool, string, error) {
 	if err != nil || bins == nil {
 		return false, "", err
 	}
-	if f := t.Facts; f != nil && isV1(f.Containerd) && f.Files[kubeletConf] != "" && f.Files[kubeletConf] != "missing" {
-		want := t.Bundle.Manifest.Versions["containerd"]
-		if want == "" {
-			want = "2"
-		}
-		return false, fmt.Sprintf("containerd %s stays on this node: it runs the cluster's pods, and moving a joined node to the bundle's containerd %s (drain, swap, uncordon) is not built yet; new nodes get %s", f.Containerd, want, want), nil
+	from, to, needed, err := Migration(t, o.Source)
+	if err != nil {
+		return false, "", err
+	}
+	if needed {
+		return false, fmt.Sprintf("containerd %s stays on this node until kube/migrate-runtime moves it to %s (drain, swap, uncordon)", from, to), nil
 	}
 	return true, "", nil
 }
