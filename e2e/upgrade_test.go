@@ -28,17 +28,21 @@ spec:
 `
 
 // TestUpgrade: a 1 control plane + 2 worker kubeadm cluster made at
-// v1.36.3 (from that version's bundle) is upgraded to v1.37.2 by
-// changing kubernetes.version and re-bundling. The plan shows the etcd
-// snapshot, then h1, h2, h3 in that order. The roll runs while this
-// machine sends a request every 100 ms round-robin to the NodePort of
-// every node, counting failures: a first apply stops at h2's drain (a
+// v1.36.3 on Debian's containerd 1.6 (as clusterctl made clusters before it
+// built containerd 2) first moves to the bundle's containerd 2: re-bundled
+// with the runtime, the plan shows h1, h2, h3's kube/migrate-runtime in
+// that order, and the apply moves them one at a time (drain, swap,
+// uncordon) while this machine sends a request every 100 ms round-robin to
+// the NodePort of every node, counting failures. Then it is upgraded to
+// v1.37.2 by changing kubernetes.version and re-bundling. The plan shows the etcd
+// snapshot, then h1, h2, h3 in that order. The roll runs under the same
+// load: a first apply stops at h2's drain (a
 // PodDisruptionBudget patched to allow no eviction), leaving h2 uncordoned
 // at v1.36.3 and h3 untouched; with the budget back, a second apply
 // continues (snapshot and h1 unchanged). Afterwards every node and the API
 // server run v1.37.2, the cluster is healthy, a snapshot with its sha256
 // is on h1, a third apply changes nothing, and a downgrade is refused by
-// plan with the skew policy's error.
+// plan with the skew policy's error. Budget: about 15 min under load.
 func TestUpgrade(t *testing.T) {
 	skipWithoutKubernetes(t)
 	t.Parallel() // each scenario has its own hosts, net and kubeconfig
@@ -79,20 +83,57 @@ func TestUpgrade(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.spec, "manifests", "hello-pdb.yaml"), []byte(helloPDB), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", oldArt)
-	c.phase("3 hosts booted, node debs, v1.36.3 bundle")
+	// Debian's containerd, runc and CNI plugins as packages, and the
+	// v1.36.3 build without its own runtime.
+	legacy := filepath.Join(t.TempDir(), "legacy")
+	run(t, "bash", "node-debs.sh", legacy, "bookworm", "containerd", "runc", "containernetworking-plugins")
+	e.clusterctl(0, "bundle", e.spec, "--from", legacy, "--from", withoutRuntime(t, oldArt))
+	c.phase("3 hosts booted, node debs, v1.36.3 bundle with Debian's containerd")
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")
 	c.e.kubeconfig = c.kubeconfig
 	out := e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
 	failedSteps(t, ApplyEvents(out))
-	c.phase("apply: bare hosts -> healthy v1.36.3 cluster")
+	c.phase("apply: bare hosts -> healthy v1.36.3 cluster on containerd 1.6")
 	c.checkVersions("v1.36.3")
+	c.checkRuntimes("containerd://1.6.")
+
+	// The move to containerd 2: the same version's bundle, with the runtime.
+	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", oldArt)
+	plan := e.clusterctl(0, "plan", e.spec)
+	t.Logf("runtime migration plan:\n%s", plan)
+	inOrder(t, plan, "  ~  h1/kube/migrate-runtime", "containerd: 1.6.", " (distribution package) -> 2.4.2 (bundle)",
+		"  ~  h2/kube/migrate-runtime", "  ~  h3/kube/migrate-runtime")
+	mustContain(t, plan, "containerd 1.6.", "stays on this node until kube/migrate-runtime moves it to 2.4.2")
+	load := startLoad(net)
+	start := time.Now()
+	out = e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
+	migrated := time.Since(start)
+	total, failed, byNode, samples := load.stop()
+	evs := ApplyEvents(out)
+	failedSteps(t, evs)
+	c.phase("apply: containerd 1.6 -> 2.4.2, one node at a time")
+	t.Logf("migration apply in %s:\n%s", migrated.Round(100*time.Millisecond), stepDurations(evs, "kube/migrate-runtime"))
+	t.Logf("requests during the runtime migration (%s): %d sent, %d failed (%.2f%%); per node: %s",
+		time.Since(load.started).Round(time.Second), total, failed, 100*float64(failed)/float64(max(total, 1)), byNode)
+	for _, s := range samples {
+		t.Logf("  failed: %s", s)
+	}
+	if total < 100 || failed*20 > total {
+		t.Errorf("%d of %d requests failed during the runtime migration: the cluster did not keep serving", failed, total)
+	}
+	c.checkRuntimes("containerd://2.4.2")
+	c.checkVersions("v1.36.3")
+	if got := Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}"); strings.TrimSpace(got) != "" {
+		t.Errorf("nodes left cordoned after the migration: %q", got)
+	}
+	mustContain(t, e.clusterctl(0, "apply", "--yes", e.spec), "No changes.")
+	c.phase("no-op apply on containerd 2")
 
 	// The upgrade: the spec's version and the bundle change together.
 	setVersion(t, e, "1.37.2")
 	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", newArt)
-	plan := e.clusterctl(0, "plan", e.spec)
+	plan = e.clusterctl(0, "plan", e.spec)
 	c.phase("re-bundle at v1.37.2, plan")
 	t.Logf("upgrade plan:\n%s", plan)
 	inOrder(t, plan, "  +  cluster/kube/etcd-snapshot  (on h1)", "  ~  h1/kube/upgrade", "control plane: 1.36.3 -> 1.37.2 (kubeadm upgrade plan, then kubeadm upgrade apply v1.37.2)",
@@ -108,14 +149,14 @@ func TestUpgrade(t *testing.T) {
 	// and a short drain timeout stops at h2's drain, h2 uncordoned at its
 	// old version and h3 untouched, the cluster serving; the second, with
 	// the budget back, continues from there.
-	load := startLoad(net)
+	load = startLoad(net)
 	Kubectl(t, c.kubectl, c.kubeconfig, "e2e", "-n", "default", "patch", "pdb", "hello", "--type=merge", "-p", `{"spec":{"minAvailable":3}}`)
 	e.writeSpec("drain.cue", `cluster: kubernetes: upgrade: drainTimeout: "40s"`)
-	start := time.Now()
+	start = time.Now()
 	out = e.clusterctl(1, "apply", "--yes", "-o", "json", e.spec)
 	stopped := time.Since(start)
 	total1, failed1, byNode1, _ := load.counts()
-	evs := ApplyEvents(out)
+	evs = ApplyEvents(out)
 	c.phase("apply: upgrade stopped by a drain that cannot evict")
 	t.Logf("stopped apply in %s:\n%s", stopped.Round(100*time.Millisecond), stepDurations(evs, "kube/etcd-snapshot", "kube/upgrade"))
 	status := map[string]ApplyEvent{}
@@ -148,7 +189,7 @@ func TestUpgrade(t *testing.T) {
 	start = time.Now()
 	out = e.clusterctl(0, "apply", "--yes", "-o", "json", e.spec)
 	resumed := time.Since(start)
-	total, failed, byNode, samples := load.stop()
+	total, failed, byNode, samples = load.stop()
 	evs = ApplyEvents(out)
 	failedSteps(t, evs)
 	c.phase("apply: the roll resumed and finished")
@@ -204,6 +245,39 @@ func TestUpgrade(t *testing.T) {
 	setVersion(t, e, "1.37.2")
 	c.phase("downgrade refused by plan")
 	c.report()
+}
+
+// withoutRuntime is a Kubernetes build without its container runtime
+// (containerd, its shim, ctr, runc, the CNI plugins), hard-linked into a
+// temporary directory: a bundle of it leaves the runtime to packages.
+func withoutRuntime(t *testing.T, art string) string {
+	t.Helper()
+	dir := t.TempDir()
+	runtime := map[string]bool{"containerd": true, "containerd-shim-runc-v2": true, "ctr": true, "runc": true}
+	for _, sub := range []string{"bin", "images"} {
+		entries, err := os.ReadDir(filepath.Join(art, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if !runtime[e.Name()] || sub != "bin" {
+				linkOrCopy(t, filepath.Join(art, sub, e.Name()), filepath.Join(dir, sub, e.Name()))
+			}
+		}
+	}
+	return dir
+}
+
+// checkRuntimes checks every node's container runtime version starts with prefix.
+func (c *cluster) checkRuntimes(prefix string) {
+	c.t.Helper()
+	got := Kubectl(c.t, c.kubectl, c.kubeconfig, "e2e", "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.containerRuntimeVersion}{"\n"}{end}`)
+	for _, l := range strings.Split(strings.TrimSpace(got), "\n") {
+		if f := strings.Fields(l); len(f) != 2 || !strings.HasPrefix(f[1], prefix) {
+			c.t.Errorf("node runtime %q, want %s*", l, prefix)
+		}
+	}
+	c.t.Logf("node runtimes:\n%s", got)
 }
 
 // setVersion rewrites kubernetes.version in the inventory newEnv wrote.
