@@ -107,26 +107,15 @@ func startCluster(t *testing.T, net, prefix, user string, rewrite func(string) s
 	return startClusterOf(t, 3, cps, net, prefix, user, rewrite)
 }
 
-// startClusterOf is startCluster with n hosts, the first cps of them
-// control planes.
+// startClusterOf is startCluster with n hosts (Debian 13), the first cps
+// of them control planes.
 func startClusterOf(t *testing.T, n, cps int, net, prefix, user string, rewrite func(string) string) *cluster {
-	return startClusterOn(t, "bookworm", n, cps, net, prefix, user, rewrite)
-}
-
-// startClusterOn is startClusterOf on hosts of a Debian release. Hosts of
-// another release than the build machine's get that release's node
-// packages, and only the Kubernetes binaries and images of the build.
-func startClusterOn(t *testing.T, release string, n, cps int, net, prefix, user string, rewrite func(string) string) *cluster {
 	c := &cluster{t: t, mark: time.Now()}
 	art := BuildArtifacts(t)
 	c.phase("artifacts (e2e/artifacts/build.sh)")
 	c.kubectl = filepath.Join(art, "bin", "kubectl")
-	kube := art
-	if release != "bookworm" {
-		kube = withoutDebs(t, art)
-	}
 
-	e := newEnvRelease(t, n, net, prefix, user, release)
+	e := newEnv(t, n, net, prefix, user)
 	c.e = e
 	if rewrite != nil || cps != 1 {
 		inv, err := e.hosts.Inventory(testhostsInventory(user, cps))
@@ -143,7 +132,7 @@ func startClusterOn(t *testing.T, release string, n, cps int, net, prefix, user 
 	}
 	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))
 	CopyFile(t, "../inventories/local/manifests/hello.yaml", filepath.Join(e.spec, "manifests", "hello.yaml"))
-	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", kube)
+	e.clusterctl(0, "bundle", e.spec, "--from", filepath.Join(e.spec, "artifacts"), "--from", art)
 	c.phase(fmt.Sprintf("%d hosts booted, node debs, bundle", n))
 
 	c.kubeconfig = filepath.Join(t.TempDir(), "kube", "config")

@@ -57,8 +57,12 @@ type env struct {
 // (root, tester).
 func newEnv(t *testing.T, n int, net, prefix, user string) *env {
 	t.Helper()
-	return newEnvRelease(t, n, net, prefix, user, "bookworm")
+	return newEnvRelease(t, n, net, prefix, user, defaultRelease)
 }
+
+// defaultRelease is the test hosts' Debian release (13); the upgrade
+// scenario and TestHostPrepBookworm keep Debian 12 in the matrix.
+const defaultRelease = "trixie"
 
 // newEnvRelease is newEnv on hosts of a Debian release (bookworm, trixie),
 // with that release's node packages.
@@ -271,14 +275,14 @@ func TestHostPrep(t *testing.T) {
 	e.verifyPrepared(want)
 }
 
-// TestHostPrepTrixie: host preparation on Debian 13 (trixie) hosts, with
-// trixie's own packages and the bundle's containerd 2 (systemd 257 booted on this
-// machine's cgroup v1): fresh apply, verified on the hosts, then a no-op.
-// Budget: about 1 min.
-func TestHostPrepTrixie(t *testing.T) {
-	e := newEnvRelease(t, 2, "172.31.24", "ct24", "root", "trixie")
-	if got := e.sh(1, ". /etc/os-release && echo $VERSION_CODENAME $VERSION_ID"); got != "trixie 13" {
-		t.Fatalf("h1 runs %q, want trixie 13", got)
+// TestHostPrepBookworm: host preparation on Debian 12 (bookworm) hosts,
+// the release of every cluster clusterctl made before Debian 13 became the
+// default, with bookworm's packages and the bundle's containerd 2: fresh
+// apply, verified on the hosts, then a no-op. Budget: about 1 min.
+func TestHostPrepBookworm(t *testing.T) {
+	e := newEnvRelease(t, 2, "172.31.24", "ct24", "root", "bookworm")
+	if got := e.sh(1, ". /etc/os-release && echo $VERSION_CODENAME $VERSION_ID"); got != "bookworm 12" {
+		t.Fatalf("h1 runs %q, want bookworm 12", got)
 	}
 	out := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	mustContain(t, out, "0 failed, 0 skipped")

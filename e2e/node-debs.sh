@@ -5,13 +5,13 @@
 # it only on clusters that use one), resolved by apt against the test-host rootfs's own dpkg status so
 # exactly the missing dependencies come along, downloaded once into a cache
 # and linked into OUT/debs/. `clusterctl bundle --from OUT` then bundles them.
-# RELEASE is the test hosts' Debian release (bookworm, the default, or trixie): another release than the
+# RELEASE is the test hosts' Debian release (trixie, the default, or bookworm): another release than the
 # machine's is resolved with a private apt configuration against the same mirror. Further PACKAGEs are added
 # (the upgrade scenario's first cluster runs Debian's containerd, as clusters made before clusterctl built its own).
 set -euo pipefail
 out=${1:?usage: node-debs.sh OUT}
 cache=${CLUSTERCTL_CACHE:-/var/cache/clusterctl}
-release=${2:-bookworm}
+release=${2:-trixie}
 rootfs=$cache/testhosts/rootfs-$release
 debs=$cache/debs
 packages=(conntrack socat ethtool ipset nftables systemd-timesyncd haproxy "${@:3}")

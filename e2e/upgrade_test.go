@@ -53,7 +53,8 @@ func TestUpgrade(t *testing.T) {
 	c.phase("artifacts v1.36.3 and v1.37.2 (e2e/artifacts/build.sh)")
 	c.kubectl = filepath.Join(newArt, "bin", "kubectl")
 
-	e := newEnv(t, 3, net, prefix, "root")
+	// Debian 12, where every cluster clusterctl made so far runs.
+	e := newEnvRelease(t, 3, net, prefix, "root", "bookworm")
 	c.e = e
 	setVersion(t, e, "1.36.3")
 	e.writeSpec("kubernetes.cue", strings.ReplaceAll(clusterSpec, "NET", net))

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # build.sh: build, once, everything a real Kubernetes node of the e2e tests needs that cannot be downloaded
-# on the test machine (no registry, no release downloads): kubelet/kubeadm/kubectl, one OCI image archive per
-# image kubeadm asks for (plus flannel and the sample workload), and the Debian packages a test host lacks.
-# Everything comes from the Go module proxy and the machine's apt sources. See README.md.
+# on the test machine (no registry, no release downloads): kubelet/kubeadm/kubectl, the container runtime
+# (containerd 2, runc, CNI plugins), and one OCI image archive per image kubeadm asks for (plus flannel and the
+# sample workload). Everything comes from the Go module proxy and the machine's apt sources (iptables, nft,
+# busybox and libseccomp for the images and runc). The Debian packages a test host lacks come from
+# e2e/node-debs.sh, per Debian release. See README.md.
 #
 #   sudo e2e/artifacts/build.sh            # prints progress, ends with "ready: $OUT" (or "cached: $OUT")
 #
@@ -18,7 +20,7 @@
 #   ARTIFACTS_FORCE=1     rebuild the staging directory even when it is complete (built binaries are reused)
 #
 # Needs: Go >= 1.26 (flannel v0.28.10 requires it), apt-get/apt-cache/dpkg-deb (Debian 12 build machine), root
-# to apt-get install iptables when it is missing. Never reads anything outside this directory but the Go
+# to apt-get install iptables, nftables, gcc and libseccomp-dev when they are missing. Never reads anything outside this directory but the Go
 # module cache/proxy and apt.
 set -euo pipefail
 shopt -s inherit_errexit # command substitutions (component builds) stop at the first failure too
@@ -34,17 +36,6 @@ APP_IMAGE_REPOSITORY=${APP_IMAGE_REPOSITORY:-registry.local/clusterctl}
 CACHE=${CLUSTERCTL_CACHE:-/var/cache/clusterctl}
 ART=$CACHE/artifacts
 JOBS=${ARTIFACTS_JOBS:-$(nproc)}
-
-# The node's packages beyond the test-host rootfs, and that rootfs's own package list (kept in step with
-# e2e/testhosts/make-rootfs.sh when it is beside us).
-# containerd, runc and the CNI plugins are built from Go modules below, not taken from Debian (bookworm ships
-# containerd 1.6, past its end of life; Kubernetes 1.36+ needs containerd 2).
-NODE_PACKAGES="conntrack socat ethtool ipset nftables"
-BASE_PACKAGES=openssh-server,openssh-sftp-server,systemd,systemd-sysv,dbus,iproute2,iptables,sudo,procps,kmod,ca-certificates,python3,curl
-if [ -f "$HERE/../testhosts/make-rootfs.sh" ]; then
-	p=$(sed -n 's/^PACKAGES=\([a-z0-9.,+-]*\)$/\1/p' "$HERE/../testhosts/make-rootfs.sh")
-	[ -n "$p" ] && BASE_PACKAGES=$p
-fi
 
 # Components that do not follow the Kubernetes version.
 FLANNEL_VERSION=v0.28.10
@@ -81,7 +72,7 @@ COMP=$ART/components # built binaries, one directory per component and input has
 inputs_hash() {
 	{
 		(cd "$HERE" && find . -type f ! -name '*_test.go' ! -name README.md ! -name verify.sh -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
-		echo "$K8S_VERSION $IMAGE_REPOSITORY $APP_IMAGE_REPOSITORY $GOV $GOARCH $BASE_PACKAGES $NODE_PACKAGES"
+		echo "$K8S_VERSION $IMAGE_REPOSITORY $APP_IMAGE_REPOSITORY $GOV $GOARCH"
 	} | sha256sum | cut -c1-16
 }
 HASH=$(inputs_hash)
@@ -193,50 +184,6 @@ if ! command -v gcc >/dev/null || ! command -v pkg-config >/dev/null || [ ! -f /
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev pkg-config libseccomp-dev >/dev/null
 fi
 for c in apt-get apt-cache dpkg-deb ldd sha256sum flock; do command -v $c >/dev/null || die "$c not found"; done
-
-# ---------------------------------------------------------------- Debian packages for the nodes
-
-# The closure of NODE_PACKAGES relative to the test-host rootfs, computed with apt alone (no chroot, no root
-# filesystem): (1) simulate installing the rootfs's package set (Essential:yes + Priority:required + apt +
-# BASE_PACKAGES, i.e. mmdebstrap --variant=minbase --include=BASE_PACKAGES, taking versions from the plain
-# bookworm release as mmdebstrap does) into an empty dpkg status; (2) write those packages into a fake dpkg
-# status as installed; (3) `apt-get install --download-only` NODE_PACKAGES against that status, with the
-# machine's normal sources (security updates included): apt downloads exactly what dpkg -i needs on a host,
-# including newer versions of base packages if a dependency demanded them.
-build_debs() {
-	local d=$WORK/apt base
-	need_apt_lists
-	rm -rf "$d"
-	mkdir -p "$d/archives/partial"
-	: >"$d/empty-status"
-	local aptopts=(-q -o Debug::NoLocking=1 -o APT::Sandbox::User=root -o Dir::Cache::archives="$d/archives")
-	apt-cache dumpavail | awk 'BEGIN { RS = ""; FS = "\n" }
-		{ p = ""; keep = 0
-		  for (i = 1; i <= NF; i++) {
-		    if ($i ~ /^Package: /) p = substr($i, 10)
-		    if ($i ~ /^Essential: yes/ || $i ~ /^Priority: required/) keep = 1 }
-		  if (p != "" && keep) print p }' | LC_ALL=C sort -u >"$d/required.txt"
-	# shellcheck disable=SC2046,SC2086
-	apt-get "${aptopts[@]}" -s -o Dir::State::status="$d/empty-status" -o APT::Default-Release=bookworm \
-		install --no-install-recommends apt $(cat "$d/required.txt") ${BASE_PACKAGES//,/ } >"$d/base-sim.txt" ||
-		die "apt could not simulate the base rootfs: $(tail -5 "$d/base-sim.txt")"
-	awk '/^Inst /{ v = $3; sub(/^\(/, "", v); print $2 "=" v }' "$d/base-sim.txt" >"$d/base.txt"
-	[ "$(wc -l <"$d/base.txt")" -gt 50 ] || die "base package set looks wrong: $(wc -l <"$d/base.txt") packages"
-	# shellcheck disable=SC2046
-	apt-cache show $(cat "$d/base.txt") | awk 'BEGIN { RS = ""; FS = "\n"; ORS = "\n\n" }
-		{ if (seen[$1]++) next; sub(/\n/, "\nStatus: install ok installed\n"); print }' >"$d/base-status"
-	base=$(grep -c '^Package:' "$d/base-status")
-	# shellcheck disable=SC2086
-	apt-get "${aptopts[@]}" -y -o Dir::State::status="$d/base-status" install --download-only --no-install-recommends \
-		$NODE_PACKAGES >"$d/download.txt" 2>&1 || die "apt could not download the node packages: $(tail -5 "$d/download.txt")"
-	mkdir -p "$STAGE/debs"
-	cp "$d/archives/"*.deb "$STAGE/debs/"
-	local p
-	for p in $NODE_PACKAGES; do
-		ls "$STAGE/debs/${p}_"*.deb >/dev/null 2>&1 || die "$p missing from the downloaded packages"
-	done
-	log "debs: $(ls "$STAGE/debs" | wc -l) packages ($(du -sh "$STAGE/debs" | cut -f1)) beyond a $base-package base: $(cd "$STAGE/debs" && ls | sed 's/_.*//' | tr '\n' ' ')"
-}
 
 # ---------------------------------------------------------------- component builds (each: DIR SRC)
 
@@ -409,9 +356,6 @@ fi
 STAGE=$OUT.tmp
 rm -rf "$STAGE"
 mkdir -p "$STAGE/bin" "$STAGE/images"
-
-log "node packages (apt closure against the test-host base)"
-build_debs
 
 log "mkimage"
 (cd "$HERE/mkimage" && go build -trimpath -o "$WORK/mkimage" .)

@@ -2,7 +2,7 @@
 # verify.sh [--containerd] OUT: check a staging directory made by build.sh.
 #
 # Always: binaries are static and print the expected versions, every image archive is valid and named as
-# images.txt says (mkimage check), the debs are readable. With --containerd (needs ctr and a running containerd
+# images.txt says (mkimage check), the runtime binaries answer. With --containerd (needs ctr and a running containerd
 # on this machine; the caller sets it up and tears it down): import every archive into the k8s.io namespace,
 # check the resulting names, and run the hello image with host networking to GET / on :8080.
 set -euo pipefail
@@ -44,8 +44,10 @@ want=$("$OUT/bin/kubeadm" config images list --kubernetes-version "$KUBERNETES_V
 for r in $want; do grep -q "^$r " "$OUT/images.txt" || fail "kubeadm wants $r, not built"; done
 ok "kubeadm config images list: all $(echo "$want" | wc -l) present"
 
-for d in "$OUT"/debs/*.deb; do dpkg-deb -f "$d" Package >/dev/null || fail "$d unreadable"; done
-ok "$(find "$OUT/debs" -name '*.deb' | wc -l) debs: $(for d in "$OUT"/debs/*.deb; do dpkg-deb -f "$d" Package; done | tr '\n' ' ')"
+[ "$("$OUT/bin/containerd" --version | awk '{ print $3 }')" = "$CONTAINERD_VERSION" ] || fail "containerd --version"
+"$OUT/bin/runc" --version | has "^libseccomp: " || fail "runc without seccomp"
+for p in bridge host-local loopback portmap; do [ -x "$OUT/cni/$p" ] || fail "cni/$p missing"; done
+ok "runtime: containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_PLUGINS_VERSION"
 
 [ $CTR = 1 ] || exit 0
 command -v ctr >/dev/null || fail "ctr not found"

@@ -7,13 +7,13 @@
 #   TESTHOSTS_NET     first three octets of the hosts' /24 (default 172.31.0); hN is at $NET.(10+N)
 #   TESTHOSTS_PREFIX  name prefix of bridge, veths, netns and cgroups (default th), so runs never collide
 #   TESTHOSTS_MAX     every host's /etc/hosts lists h1..hMAX (default 9)
-#   TESTHOSTS_RELEASE Debian release of the hosts: bookworm (12, default) or trixie (13)
+#   TESTHOSTS_RELEASE Debian release of the hosts: trixie (13, default) or bookworm (12)
 
 TH_CACHE=${TESTHOSTS_CACHE:-${CLUSTERCTL_CACHE:-/var/cache/clusterctl}/testhosts}
 TH_NET=${TESTHOSTS_NET:-172.31.0}
 TH_PREFIX=${TESTHOSTS_PREFIX:-th}
 TH_MAX=${TESTHOSTS_MAX:-9}
-TH_RELEASE=${TESTHOSTS_RELEASE:-bookworm}
+TH_RELEASE=${TESTHOSTS_RELEASE:-trixie}
 TH_ROOTFS=$TH_CACHE/rootfs-$TH_RELEASE
 TH_STAMP=$TH_ROOTFS.stamp # written last by make-rootfs.sh; outside the rootfs so hosts do not see it
 TH_KEY=$TH_CACHE/keys/id_ed25519

@@ -35,8 +35,8 @@ type Options struct {
 	// CacheDir holds the root filesystem, the test key and the hosts' disks.
 	// Default: ${CLUSTERCTL_CACHE:-/var/cache/clusterctl}/testhosts. Must not be on overlayfs.
 	CacheDir string
-	// Release is the hosts' Debian release: "bookworm" (12) or "trixie" (13). Default:
-	// $TESTHOSTS_RELEASE, else bookworm.
+	// Release is the hosts' Debian release: "trixie" (13) or "bookworm" (12). Default:
+	// $TESTHOSTS_RELEASE, else trixie.
 	Release string
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
