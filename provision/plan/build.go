@@ -190,11 +190,8 @@ func (b *builder) ports(n string) []hostprep.Port {
 	}
 	add("tcp", "10250", "kubelet")
 	add("tcp", "30000-32767", "NodePort services")
-	switch b.c.Network.CNI {
-	case "flannel":
+	if b.c.Network.CNI == "flannel" {
 		add("udp", "8472", "flannel vxlan")
-	case "calico":
-		add("tcp", "179", "calico BGP")
 	}
 	return ps
 }

@@ -121,6 +121,11 @@ func (k *checker) addresses() {
 }
 
 func (k *checker) networks() {
+	if k.c.Network.CNI == "calico" {
+		// The schema keeps the name so that this error, not a bare enum
+		// mismatch, is what a spec written for calico gets.
+		k.fail([]string{"network", "cni"}, `"calico" cannot be installed: clusterctl ships no calico manifests or images (calico's components cannot be built or fetched where clusterctl is built and tested); use "flannel", or "none" with your CNI's own manifests under manifests`)
+	}
 	pod := k.prefix([]string{"network", "podCIDR"}, k.c.Network.PodCIDR)
 	svc := k.prefix([]string{"network", "serviceCIDR"}, k.c.Network.ServiceCIDR)
 	if pod.IsValid() && svc.IsValid() && pod.Overlaps(svc) {
