@@ -71,7 +71,7 @@ func VersionSupport(c *spec.Cluster, fs map[string]*facts.Facts, exists bool) (w
 			return warnings, fmt.Errorf("kubernetes.version %s: the kubelet %s needs containerd 2 (the CRI RuntimeConfig call), and %s run containerd 1.x",
 				c.Kubernetes.Version, m.Name(), strings.Join(old, ", "))
 		}
-		warnings = append(warnings, fmt.Sprintf("%s run containerd 1.x, which lacks the CRI RuntimeConfig call: the kubelet %s falls back to its own cgroupDriver, a fallback upstream marks as losing support; containerd 2 is the runtime to move to",
+		warnings = append(warnings, fmt.Sprintf("%s run containerd 1.x, which lacks the CRI RuntimeConfig call: the kubelet %s falls back to its own cgroupDriver, a fallback upstream marks as losing support; containerd 2 is the runtime to move to (a bundle with bin/containerd moves each node, drained, in kube/migrate-runtime)",
 			strings.Join(old, ", "), m.Name()))
 	}
 	if c.Network.KubeProxyMode == "nftables" {
