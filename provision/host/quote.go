@@ -3,7 +3,10 @@ package host
 import (
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrInvalidCommand marks a command line a transport refuses to send, such as
@@ -76,4 +79,18 @@ func CheckLine(line string) error {
 		return fmt.Errorf("command line contains a NUL byte at offset %d (a shell argument cannot carry NUL; upload the data as a file instead): %w", i, ErrInvalidCommand)
 	}
 	return nil
+}
+
+// PollLine is the shell of one bounded wait on a host, as a group that
+// composes after &&: check runs every `every` until it succeeds; once
+// `within` has passed, show runs (what it prints is the last answer the
+// error carries) and the command line exits 1. Every wait clusterctl runs on a
+// host is built here, so each has a deadline and says what it last saw.
+func PollLine(check, show string, within, every time.Duration) string {
+	if show == "" {
+		show = "true"
+	}
+	secs := int(math.Ceil(within.Seconds()))
+	sleep := strconv.FormatFloat(every.Seconds(), 'f', -1, 64)
+	return fmt.Sprintf("{ end=$(( $(date +%%s) + %d )); until %s; do if [ $(date +%%s) -ge $end ]; then %s; exit 1; fi; sleep %s; done; }", secs, check, show, sleep)
 }

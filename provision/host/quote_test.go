@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/host/hosttest"
@@ -113,4 +114,23 @@ func FuzzQuote(f *testing.F) {
 			t.Fatalf("Quote(%q) = %s created %v", s, host.Quote(s), entries)
 		}
 	})
+}
+
+// TestPollLine runs the wait through sh: a check that turns true ends it;
+// one that never does runs show once and fails after the deadline, and
+// the group composes after &&.
+func TestPollLine(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "ready")
+	ok := host.PollLine("[ -e "+host.Quote(flag)+" ]", "", 5*time.Second, 100*time.Millisecond)
+	cmd := exec.Command("sh", "-c", "(sleep 0.3; touch "+host.Quote(flag)+") & true && "+ok+" && echo done")
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "done" {
+		t.Fatalf("wait that succeeds: %v: %q", err, out)
+	}
+	never := host.PollLine("false", "echo 'still not ready' >&2", time.Second, 100*time.Millisecond)
+	out, err = exec.Command("sh", "-c", "true && "+never+"; echo unreachable").CombinedOutput()
+	if err == nil || strings.TrimSpace(string(out)) != "still not ready" {
+		t.Fatalf("wait that times out: %v: %q", err, out)
+	}
 }

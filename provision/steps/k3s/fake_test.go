@@ -68,7 +68,7 @@ func (c *fakeCluster) add(name, role string) *fakeNode {
 	f.ExpectFunc("node query", func(l string) bool {
 		return strings.HasPrefix(l, k3s.Kubectl+" --request-timeout=10s get node --ignore-not-found ")
 	}).Do(c.answerNode).AnyTimes()
-	f.ExpectFunc("bounded wait", func(l string) bool { return strings.HasPrefix(l, "i=0; until ") }).Do(c.wait).AnyTimes()
+	f.ExpectFunc("bounded wait", func(l string) bool { return strings.HasPrefix(l, "{ end=") }).Do(c.wait).AnyTimes()
 	return n
 }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/step"
@@ -364,7 +365,7 @@ func (m member) wait(ctx context.Context, t step.Target) error {
 			return err
 		}
 	}
-	line := "i=0; until " + cond + "; do i=$((i+1)); if [ $i -ge " + strconv.Itoa(tries) + " ]; then exit 1; fi; sleep 2; done"
+	line := host.PollLine(cond, "", time.Duration(tries)*2*time.Second, 2*time.Second)
 	err := on.Run(ctx, host.Cmd{Line: line})
 	if err == nil {
 		return nil

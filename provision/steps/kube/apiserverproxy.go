@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/facts"
 	"github.com/clusterctl/clusterctl/provision/host"
@@ -150,9 +151,9 @@ func (o APIServerProxy) Apply(ctx context.Context, t step.Target) error {
 	// A reload forks the new worker after systemctl returns: wait (10s at
 	// most) for the endpoint port, and show the journal if it never comes.
 	listening := host.Join("ss", "-Hltn", "sport = :"+o.port()) + " | grep -q ."
+	show := "echo " + host.Quote("haproxy does not listen on "+o.Listen+":") + " >&2; " + host.Join("journalctl", "-u", HAProxyService, "-n", "20", "--no-pager") + " >&2"
 	line := host.Join("systemctl", "enable", "--quiet", HAProxyService) + " && " + host.Join("systemctl", verb, HAProxyService) +
-		" && i=0; until " + listening + "; do i=$((i+1)); if [ $i -ge 20 ]; then echo 'haproxy does not listen on " + o.Listen + ":' >&2; " +
-		host.Join("journalctl", "-u", HAProxyService, "-n", "20", "--no-pager") + " >&2; exit 1; fi; sleep 0.5; done"
+		" && " + host.PollLine(listening, show, 10*time.Second, 500*time.Millisecond)
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 		return fmt.Errorf("%s haproxy: %w", verb, err)
 	}

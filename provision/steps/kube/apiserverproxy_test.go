@@ -27,7 +27,7 @@ const debianDefault = "global\n\tlog /dev/log\tlocal0\n\tdaemon\n"
 
 const (
 	validateCmd = `if out=$(haproxy -c -q -f /etc/haproxy/haproxy.cfg.clusterctl-new 2>&1); then mv -f -- /etc/haproxy/haproxy.cfg.clusterctl-new /etc/haproxy/haproxy.cfg; else rm -f -- /etc/haproxy/haproxy.cfg.clusterctl-new; printf '%s\n' "$out" >&2; exit 1; fi`
-	waitTail    = ` && i=0; until ss -Hltn 'sport = :7443' | grep -q .; do i=$((i+1)); if [ $i -ge 20 ]; then echo 'haproxy does not listen on 127.0.0.1:7443:' >&2; journalctl -u haproxy.service -n 20 --no-pager >&2; exit 1; fi; sleep 0.5; done`
+	waitTail    = ` && { end=$(( $(date +%s) + 10 )); until ss -Hltn 'sport = :7443' | grep -q .; do if [ $(date +%s) -ge $end ]; then echo 'haproxy does not listen on 127.0.0.1:7443:' >&2; journalctl -u haproxy.service -n 20 --no-pager >&2; exit 1; fi; sleep 0.5; done; }`
 	reloadCmd   = "systemctl enable --quiet haproxy.service && systemctl reload-or-restart haproxy.service" + waitTail
 	startCmd    = "systemctl enable --quiet haproxy.service && systemctl start haproxy.service" + waitTail
 )

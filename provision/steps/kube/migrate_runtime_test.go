@@ -77,7 +77,7 @@ func migrationFakes(t *testing.T, drainFails bool, fail string) (cp, h *hosttest
 	if drainFails {
 		drain.Exit(1).Stderr("Cannot evict pod as it would violate the pod's disruption budget.")
 	}
-	cp.ExpectFunc("waits", func(l string) bool { return strings.HasPrefix(l, "end=") && !strings.Contains(l, "cordon") }).AnyTimes()
+	cp.ExpectFunc("waits", func(l string) bool { return strings.HasPrefix(l, "{ end=") && !strings.Contains(l, "cordon") }).AnyTimes()
 	cp.ExpectFunc("uncordon", func(l string) bool { return strings.Contains(l, "uncordon h2") })
 
 	h = newNode(t, "h2")

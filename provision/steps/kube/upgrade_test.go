@@ -195,7 +195,7 @@ func newMember(t *testing.T, fc *fakeCluster, name, version string, controlPlane
 			return nil
 		}).AnyTimes()
 	n.ExpectFunc("wait API", func(l string) bool {
-		return strings.HasPrefix(l, "end=$(( $(date +%s) + 300 )); until kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s get --raw=/readyz")
+		return strings.HasPrefix(l, "{ end=$(( $(date +%s) + 300 )); until kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s get --raw=/readyz")
 	}).AnyTimes()
 	n.ExpectFunc("wait API stable", func(l string) bool {
 		return strings.HasPrefix(l, "ok=0; end=$(( $(date +%s) + 180 )); while [ $ok -lt 10 ]; do if kubectl")

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 )
@@ -12,7 +13,7 @@ import (
 // the last answer. Every wait of a kubeadm step goes through here, its
 // deadline from the cluster's timeouts (health.timeout by default).
 func waitUntil(ctx context.Context, h host.Host, what, check, show string, secs int) error {
-	line := fmt.Sprintf("end=$(( $(date +%%s) + %d )); until %s; do if [ $(date +%%s) -ge $end ]; then %s; exit 1; fi; sleep 2; done", secs, check, show)
+	line := host.PollLine(check, show, time.Duration(secs)*time.Second, 2*time.Second)
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 		return fmt.Errorf("wait %ds for %s: %w", secs, what, err)
 	}

@@ -13,7 +13,7 @@ import (
 func TestWaitNodeTimeoutSaysWhat(t *testing.T) {
 	h := hosttest.NewFake(t, "h1")
 	h.ExpectFunc("wait for the node", func(l string) bool {
-		return strings.HasPrefix(l, "end=$(( $(date +%s) + 420 )); until kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s get node h3 -o name >/dev/null 2>&1;")
+		return strings.HasPrefix(l, "{ end=$(( $(date +%s) + 420 )); until kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=5s get node h3 -o name >/dev/null 2>&1;")
 	}).Stderr(`Error from server (NotFound): nodes "h3" not found` + "\n").Exit(1)
 	err := waitNode(context.Background(), h, "h3", Timeouts{KubernetesAPICall: "7m0s"}.apiSeconds())
 	if err == nil {

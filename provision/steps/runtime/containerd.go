@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/facts"
 	"github.com/clusterctl/clusterctl/provision/host"
@@ -473,7 +474,7 @@ func linkCNI(ctx context.Context, h host.Host) error {
 // waitReady waits up to 15 s for containerd's socket to answer; the last
 // `ctr version` attempt's error is the step's.
 func waitReady(ctx context.Context, h host.Host) error {
-	line := "i=0; until ctr version >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge 75 ]; then ctr version; exit 1; fi; sleep 0.2; done"
+	line := host.PollLine("ctr version >/dev/null 2>&1", "ctr version", 15*time.Second, 200*time.Millisecond)
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 		return fmt.Errorf("containerd does not answer after start (ctr version): %w", err)
 	}

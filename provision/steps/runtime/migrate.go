@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/clusterctl/clusterctl/provision/host"
 	"github.com/clusterctl/clusterctl/provision/step"
@@ -59,10 +60,10 @@ func InstalledVersion(ctx context.Context, h host.Host) (string, error) {
 // stopPods stops the kubelet, then kills and removes every container of
 // the kubelet's namespace, bounded, so the old containerd leaves no task
 // for the new one to adopt across a major version.
-const stopPods = `systemctl stop kubelet.service && ` +
+var stopPods = `systemctl stop kubelet.service && ` +
 	`for id in $(ctr -n k8s.io tasks ls -q); do ctr -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1; done; ` +
-	`i=0; while ctr -n k8s.io tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING"' | grep -q .; do ` +
-	`i=$((i+1)); if [ $i -ge 300 ]; then echo "containers still running after 60s:" >&2; ctr -n k8s.io tasks ls >&2; exit 1; fi; sleep 0.2; done; ` +
+	host.PollLine(`! ctr -n k8s.io tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING"' | grep -q .`,
+		`echo "containers still running after 60s:" >&2; ctr -n k8s.io tasks ls >&2`, time.Minute, 200*time.Millisecond) + `; ` +
 	`for id in $(ctr -n k8s.io tasks ls -q); do ctr -n k8s.io tasks delete -f "$id" >/dev/null 2>&1; done; ` +
 	`for id in $(ctr -n k8s.io containers ls -q); do ctr -n k8s.io containers delete "$id" >/dev/null 2>&1; done; ` +
 	`systemctl stop containerd.service`
