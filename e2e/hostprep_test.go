@@ -334,9 +334,21 @@ func TestHostPrepKilledMidway(t *testing.T) {
 	if got := e.sh(1, "test -e /var/lib/clusterctl/lock.json && echo left || echo none"); got != "left" {
 		t.Errorf("the killed run's lock on h1: %s", got)
 	}
+	staged := map[string]string{}
+	for _, h := range e.hosts.Hosts {
+		staged[h.Name] = e.sh(h.Index, "ls -A /var/lib/clusterctl/staging/packages 2>/dev/null | wc -l")
+	}
+	t.Logf("files staged on the hosts when the run was killed: %v", staged)
 	out2 := e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec)
 	mustContain(t, out2, "0 failed", "took over lock ", "is no longer running")
 	e.verifyPrepared(k8sSysctls)
+	for _, h := range e.hosts.Hosts {
+		// The re-run installed what the killed one had staged (sending only
+		// what was missing) and removed it, half-written uploads included.
+		if got := e.sh(h.Index, "ls -A /var/lib/clusterctl/staging/packages | wc -l; ls -d /var/tmp/clusterctl-* 2>/dev/null | wc -l"); got != "0\n0" {
+			t.Errorf("%s: staged or temporary files left after the re-run (staging, /var/tmp): %q", h.Name, got)
+		}
+	}
 	mustContain(t, e.clusterctl(0, "apply", "--yes", hostPrepOnly, e.spec), "No changes.")
 }
 

@@ -269,6 +269,7 @@ func verify(t *testing.T, c *testhosts.Cluster, n *node) {
 	// packages
 	expect("dpkg-query -W -f='${db:Status-Abbrev}\\n' containerd runc containernetworking-plugins conntrack socat ethtool ipset systemd-timesyncd | sort -u", "ii")
 	expect("ls /var/tmp | grep -c clusterctl-packages || true", "0")
+	expect("ls -A "+hostprep.StagingDir+"/packages | wc -l; stat -c %a "+hostprep.StagingDir+"/packages", "0\n700")
 	// time sync: configured and enabled; systemd skips it in a container
 	expect("cat /etc/systemd/timesyncd.conf.d/clusterctl.conf | grep ^NTP=", "NTP=ntp1.example.net 10.0.0.1")
 	expect("systemctl is-enabled systemd-timesyncd", "enabled")

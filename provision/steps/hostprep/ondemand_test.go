@@ -45,7 +45,8 @@ func TestBundleOnDemandPackages(t *testing.T) {
 			var got []string
 			for _, f := range strings.Fields(dpkg) {
 				if strings.HasSuffix(f, ".deb") {
-					got = append(got, strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".deb"))
+					base := f[strings.LastIndex(f, "/")+1:]
+					got = append(got, strings.TrimSuffix(base[strings.Index(base, "-")+1:], ".deb")) // staged as DIGEST-NAME
 				}
 			}
 			if strings.Join(got, " ") != strings.Join(tc.want, " ") {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"regexp"
 	"strings"
 
@@ -258,9 +257,9 @@ func UploadBundleFile(ctx context.Context, h host.Host, b *bundle.Bundle, f bund
 }
 
 // InstallFromBundle installs the package files among files whose package is
-// not installed at the file's version: it uploads them with sha256 checks
-// into a temporary directory, installs them with one dpkg -i (or rpm -U)
-// call, and removes the directory whatever happens.
+// not installed at the file's version: it stages them (sha256 checked on
+// the host; what an earlier run staged is not sent again), installs them
+// with one dpkg -i (or rpm -U) call, and removes them once installed.
 func InstallFromBundle(ctx context.Context, h host.Host, b *bundle.Bundle, files []bundle.File) error {
 	if len(files) == 0 {
 		return nil
@@ -289,37 +288,25 @@ func InstallFromBundle(ctx context.Context, h host.Host, b *bundle.Bundle, files
 	if len(todo) == 0 {
 		return nil
 	}
-	var out bytes.Buffer
-	if err := h.Run(ctx, host.Cmd{Line: "mktemp -d /var/tmp/clusterctl-packages.XXXXXXXX", Stdout: &out}); err != nil {
-		return fmt.Errorf("make a temporary directory for packages: %w", err)
+	staging := NewStaging("packages")
+	paths, err := staging.Stage(ctx, h, b, todo)
+	if err != nil {
+		return err
 	}
-	dir := strings.TrimSpace(out.String())
-	if !strings.HasPrefix(dir, "/var/tmp/clusterctl-packages.") || strings.ContainsAny(dir, "\n\x00") {
-		return fmt.Errorf("make a temporary directory for packages: mktemp printed %q", out.String())
-	}
-	defer func() {
-		// Not cancellable: the directory holds hundreds of MB.
-		_ = h.Run(context.WithoutCancel(ctx), host.Cmd{Line: host.Join("rm", "-rf", "--", dir)})
-	}()
 	args := []string{"dpkg", "-i", "--"}
 	if kind == bundle.KindRPM {
 		args = []string{"rpm", "-U", "--oldpackage", "--replacepkgs", "--"}
 	}
-	for _, f := range todo {
-		dst := path.Join(dir, path.Base(f.Path))
-		if err := UploadBundleFile(ctx, h, b, f, dst, host.FileOptions{Mode: 0o644}); err != nil {
-			return err
-		}
-		args = append(args, dst)
-	}
+	args = append(args, paths...)
 	line := host.Join(args...)
 	if kind == bundle.KindDeb {
 		line = "DEBIAN_FRONTEND=noninteractive " + line
 	}
 	if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
+		// The staged files stay: the re-run after the cause is fixed sends nothing again.
 		return fmt.Errorf("install %d bundle packages: %w", len(todo), err)
 	}
-	return nil
+	return staging.Remove(ctx, h, paths)
 }
 
 // installedVersions asks dpkg or rpm for the installed version of names in

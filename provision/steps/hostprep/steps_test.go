@@ -34,7 +34,6 @@ var osRules = map[string][]rule{
 	"debian": {
 		{match: "grep '^CapBnd:' /proc/1/status", out: "CapBnd:\t000001fffeffffff\n"},
 		{match: "systemctl show", out: "LoadState=loaded\nActiveState=inactive\nUnitFileState=enabled\nConditionResult=no\nConditionTimestampMonotonic=4512345\nVirt=container-other\n"},
-		{match: "mktemp -d /var/tmp/clusterctl-packages.", out: "/var/tmp/clusterctl-packages.Ab3dEf7h\n"},
 		{match: "dpkg-query -W", out: "ethtool ii  1:6.1-1\n"},
 		{match: "command -v apt-get", out: "apt\n"},
 	},
@@ -42,7 +41,6 @@ var osRules = map[string][]rule{
 		{match: "grep '^CapBnd:' /proc/1/status", out: "CapBnd:\t000001ffffffffff\n"},
 		{match: "systemctl show", out: "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\nConditionResult=yes\nConditionTimestampMonotonic=4512345\nVirt=none\n"},
 		{match: "firewall-cmd --permanent --list-ports", out: "22/tcp 6443/tcp\n"},
-		{match: "mktemp -d /var/tmp/clusterctl-packages.", out: "/var/tmp/clusterctl-packages.Ab3dEf7h\n"},
 		{match: "rpm -q", out: "package conntrack-tools is not installed\n"},
 		{match: "command -v containerd", code: 1},
 		{match: "command -v apt-get", out: "dnf\n"},

@@ -181,9 +181,8 @@ func (o Images) Check(ctx context.Context, t step.Target) (step.Change, error) {
 	return ch, nil
 }
 
-// Apply uploads each missing or stale archive into a temporary directory
-// (sha256 checked on the host), imports it into containerd's k8s.io
-// namespace and deletes it, then checks that every image is there at the
+// Apply stages each missing or stale archive (sha256 checked on the host),
+// imports it into containerd's k8s.io namespace and deletes it, then checks that every image is there at the
 // bundle's digest. Running containers keep the image they started with.
 func (o Images) Apply(ctx context.Context, t step.Target) error {
 	stale, _, err := o.stale(ctx, t, false)
@@ -194,20 +193,14 @@ func (o Images) Apply(ctx context.Context, t step.Target) error {
 		return nil
 	}
 	h := t.Host
-	dir, err := tempDir(ctx, h, "clusterctl-images")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		// Not cancellable: the directory may hold hundreds of MB.
-		_ = h.Run(context.WithoutCancel(ctx), host.Cmd{Line: host.Join("rm", "-rf", "--", dir)})
-	}()
+	// One archive at a time, so the host holds at most one extra copy.
+	staging := hostprep.NewStaging("images")
 	for _, s := range stale {
-		dst := path.Join(dir, path.Base(s.f.Path))
-		if err := hostprep.UploadBundleFile(ctx, h, t.Bundle, s.f, dst, host.FileOptions{Mode: 0o600}); err != nil {
+		staged, err := staging.Stage(ctx, h, t.Bundle, []bundle.File{s.f})
+		if err != nil {
 			return err
 		}
-		line := host.Join("ctr", "-n", ContainerdNamespace, "images", "import", dst) + " >/dev/null && " + host.Join("rm", "-f", "--", dst)
+		line := host.Join("ctr", "-n", ContainerdNamespace, "images", "import", staged[0]) + " >/dev/null && " + host.Join("rm", "-f", "--", staged[0])
 		if err := h.Run(ctx, host.Cmd{Line: line}); err != nil {
 			return fmt.Errorf("import %s: %w", s.f.Image, err)
 		}
@@ -226,16 +219,3 @@ func (o Images) Apply(ctx context.Context, t step.Target) error {
 	return nil
 }
 
-// tempDir makes a private temporary directory under /var/tmp (large files:
-// /tmp may be a small tmpfs) and checks what mktemp printed.
-func tempDir(ctx context.Context, h host.Host, prefix string) (string, error) {
-	out, err := runOut(ctx, h, host.Join("mktemp", "-d", "/var/tmp/"+prefix+".XXXXXXXX"))
-	if err != nil {
-		return "", fmt.Errorf("make a temporary directory: %w", err)
-	}
-	dir := strings.TrimSpace(out)
-	if !strings.HasPrefix(dir, "/var/tmp/"+prefix+".") || strings.ContainsAny(dir, "\n\x00 ") {
-		return "", fmt.Errorf("make a temporary directory: mktemp printed %q", out)
-	}
-	return dir, nil
-}
