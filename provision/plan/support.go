@@ -62,7 +62,7 @@ func VersionSupport(c *spec.Cluster, fs map[string]*facts.Facts, exists bool) (w
 				return warnings, fmt.Errorf("kubernetes.version %s: the kubelets run %s, and upgrading them to %s on cgroup v1 hosts (%s) needs failCgroupV1: false in the cluster's kubelet config, which clusterctl does not add during an upgrade yet: move those hosts to cgroup v2 first",
 					c.Kubernetes.Version, from.Name(), m.Name(), strings.Join(v1, ", "))
 			}
-			warnings = append(warnings, fmt.Sprintf("%s run cgroup v1, which upstream deprecates: the kubelet %s refuses it by default and is configured with failCgroupV1: false to run there; move the hosts to cgroup v2",
+			warnings = append(warnings, fmt.Sprintf("%s run cgroup v1, which upstream deprecates: the kubelet %s refuses it by default and is configured with failCgroupV1: false to run there, and containerd deprecates it from 2.2 (support ends no later than May 2029); move the hosts to cgroup v2",
 				strings.Join(v1, ", "), m.Name()))
 		}
 	}
