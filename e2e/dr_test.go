@@ -271,14 +271,15 @@ func (d *drScenario) inPlace() {
 }
 
 // hostState is what a host holds of a node and of its preparation, read
-// with the host's own tools.
+// with the host's own tools (ctr's stderr aside: containerd 2 warns there
+// about cgroup v1 on every call).
 const hostState = `echo "kubelet=$(systemctl is-active kubelet)/$(systemctl is-enabled kubelet 2>/dev/null)"
 echo "etc-kubernetes=$(ls -A /etc/kubernetes | grep -vx kubelet-resolv.conf | tr '\n' ' ')"
 echo "etcd=$(ls -A /var/lib/etcd | wc -l) kubelet-dir=$(ls -A /var/lib/kubelet | wc -l) cni-conf=$(ls -A /etc/cni/net.d | wc -l)"
 echo "links=$(ls /sys/class/net | grep -cE '^(cni0|flannel)')"
 echo "chains=$(iptables-save | grep -cE '^:(KUBE-|FLANNEL)') nft-tables=$(nft list tables | grep -c ' kube-proxy$')"
-echo "containers=$(ctr -n k8s.io containers ls -q | wc -l)"
-echo "kept: containerd=$(systemctl is-active containerd) kubeadm=$(kubeadm version -o short) hello-image=$(ctr -n k8s.io images ls -q | grep -c '/hello:v1$') sysctl=$(test -f /etc/sysctl.d/99-kubernetes.conf && echo yes) user-file=$(cat /root/keep-me)"`
+echo "containers=$(ctr -n k8s.io containers ls -q 2>/dev/null | wc -l)"
+echo "kept: containerd=$(systemctl is-active containerd) kubeadm=$(kubeadm version -o short) hello-image=$(ctr -n k8s.io images ls -q 2>/dev/null | grep -c '/hello:v1$') sysctl=$(test -f /etc/sysctl.d/99-kubernetes.conf && echo yes) user-file=$(cat /root/keep-me)"`
 
 func (d *drScenario) checkClean(when string) {
 	t, e := d.t, d.c.e
