@@ -16,6 +16,7 @@ have make || need+=(make)
 have git || need+=(git)
 have curl || need+=(curl)
 have sudo || need+=(sudo) # the sudo decorator's tests run real sudo locally
+have gcc || need+=(gcc libc6-dev) # go test -race needs cgo; runc's build links libseccomp
 
 if ((${#need[@]})); then
 	if [ "$(id -u)" != 0 ]; then
