@@ -218,4 +218,3 @@ func (o Images) Apply(ctx context.Context, t step.Target) error {
 	}
 	return nil
 }
-

@@ -160,9 +160,7 @@ func (o MigrateRuntime) cordon(ctx context.Context, cp host.Host, to string) (bo
 	if len(f) == 1 && f[0] == "true" {
 		return false, nil // cordoned by someone else: left so
 	}
-	line := Kubectl + " annotate node --overwrite " + host.Join(o.Node, CordonAnnotation+"=containerd-"+to) + " && " +
-		Kubectl + " cordon " + host.Quote(o.Node)
-	if err := retryKubectl(ctx, cp, "cordon "+o.Node, line); err != nil {
+	if err := markAndCordon(ctx, cp, o.Node, "containerd-"+to); err != nil {
 		return false, err
 	}
 	return true, nil

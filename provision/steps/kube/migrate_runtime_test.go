@@ -91,7 +91,9 @@ func migrationFakes(t *testing.T, drainFails bool, fail string) (cp, h *hosttest
 	}
 	h.ExpectFunc("ctr version", func(l string) bool { return strings.Contains(l, "ctr version") }).AnyTimes()
 	h.Expect("systemctl start kubelet.service").AnyTimes()
-	h.ExpectFunc("revert", func(l string) bool { return strings.HasPrefix(l, "systemctl stop kubelet.service containerd.service; rm -f -- ") }).AnyTimes()
+	h.ExpectFunc("revert", func(l string) bool {
+		return strings.HasPrefix(l, "systemctl stop kubelet.service containerd.service; rm -f -- ")
+	}).AnyTimes()
 	h.Expect("systemctl start containerd.service").AnyTimes()
 	return cp, h
 }

@@ -330,12 +330,18 @@ func (o UpgradeNode) cordon(ctx context.Context, cp host.Host, cv clusterVersion
 	if cv.unschedulable[o.Node] && cv.cordoned[o.Node] == "" {
 		return false, nil
 	}
-	line := Kubectl + " annotate node --overwrite " + host.Join(o.Node, CordonAnnotation+"="+GitVersion(o.Cluster.Version)) + " && " +
-		Kubectl + " cordon " + host.Quote(o.Node)
-	if err := retryKubectl(ctx, cp, "cordon "+o.Node, line); err != nil {
+	if err := markAndCordon(ctx, cp, o.Node, GitVersion(o.Cluster.Version)); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// markAndCordon cordons node through cp with clusterctl's annotation set
+// to mark, so a re-run knows the cordon is its own and lifts it.
+func markAndCordon(ctx context.Context, cp host.Host, node, mark string) error {
+	line := Kubectl + " annotate node --overwrite " + host.Join(node, CordonAnnotation+"="+mark) + " && " +
+		Kubectl + " cordon " + host.Quote(node)
+	return retryKubectl(ctx, cp, "cordon "+node, line)
 }
 
 // retryKubectl runs an idempotent kubectl line through cp until it
